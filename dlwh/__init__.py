@@ -1,0 +1,3 @@
+"""dlwh: the deep-learning energy warehouse."""
+
+__version__ = "0.1.0"

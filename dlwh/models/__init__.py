@@ -1,0 +1,1 @@
+"""dlwh.models."""

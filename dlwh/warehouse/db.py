@@ -1,0 +1,117 @@
+"""Open the warehouse file and bring its schema up to date.
+
+The DDL lives in numbered ``sql/NNNN_name.sql`` files inside the package; ``schema_version``
+records which have been applied. An older warehouse is migrated when opened; a newer one is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from dlwh.errors import WarehouseError
+
+DEFAULT_DB = "dlwh.duckdb"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    """All packaged migrations as (version, file name, SQL text), in order."""
+    found = []
+    for entry in resources.files("dlwh.warehouse").joinpath("sql").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+SCHEMA_VERSION = max(v for v, _, _ in _migrations())
+
+
+def resolve_db_path(db: str | os.PathLike[str] | None) -> Path:
+    """The warehouse path: the argument, else ``$DLWH_DB``, else ``./dlwh.duckdb``."""
+    return Path(db or os.environ.get("DLWH_DB") or DEFAULT_DB)
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The schema version recorded in the file (0 for a new, empty file)."""
+    has_table = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+    ).fetchone()[0]
+    if not has_table:
+        return 0
+    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Apply every packaged migration newer than the file's version, each in one transaction."""
+    version = current_version(con)
+    if version > SCHEMA_VERSION:
+        raise WarehouseError(
+            f"this warehouse has schema version {version}, newer than this dlwh understands "
+            f"({SCHEMA_VERSION}); upgrade dlwh (pip install -U dlwh) to open it"
+        )
+    for number, name, sql in _migrations():
+        if number <= version:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                "version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)"
+            )
+            con.execute(sql)
+            con.execute(
+                "INSERT INTO schema_version VALUES (?, ?, ?)",
+                [number, name, datetime.now(timezone.utc).replace(tzinfo=None)],
+            )
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    return SCHEMA_VERSION
+
+
+def open_warehouse(
+    db: str | os.PathLike[str] | None = None, *, read_only: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) and migrate the warehouse; returns a DuckDB connection.
+
+    ``read_only`` opens an existing file without migrating it (for queries).
+    """
+    path = resolve_db_path(db)
+    if read_only and not path.exists():
+        raise WarehouseError(
+            f"no warehouse at {path}; run 'dlwh ingest PATH' first or pass --db / set DLWH_DB"
+        )
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as err:
+        raise WarehouseError(f"cannot open warehouse {path}: {err}") from None
+    except duckdb.Error as err:
+        raise WarehouseError(f"{path} is not a DuckDB warehouse ({err}); pass another --db") from None
+    con.execute("SET TimeZone = 'UTC'")
+    if read_only:
+        version = current_version(con)
+        if version > SCHEMA_VERSION:
+            con.close()
+            raise WarehouseError(
+                f"this warehouse has schema version {version}, newer than this dlwh understands "
+                f"({SCHEMA_VERSION}); upgrade dlwh to open it"
+            )
+        if version < SCHEMA_VERSION:
+            con.close()
+            con = duckdb.connect(str(path))
+            con.execute("SET TimeZone = 'UTC'")
+            migrate(con)
+        return con
+    migrate(con)
+    return con
