@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from typing import Any, Callable, Optional, TypeVar
 
@@ -46,6 +47,13 @@ def friendly_errors(func: F) -> F:
         except ImportError as err:
             name = getattr(err, "name", None) or str(err)
             fail(f"missing Python package {name!r}; install it with: pip install 'dlwh[all]'", 1)
+        except typer.Exit:
+            raise
+        except Exception as err:  # last resort: one line, the traceback only on request
+            if os.environ.get("DLWH_DEBUG"):
+                raise
+            fail(f"internal error: {type(err).__name__}: {err} (set DLWH_DEBUG=1 for the traceback "
+                 "and report it)", 1)
 
     return wrapper  # type: ignore[return-value]
 

@@ -1,0 +1,83 @@
+"""`dlwh ingest PATH...`: load trace files and folders into the warehouse."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from dlwh.commands._common import DbOption, fail, friendly_errors, is_tty
+from dlwh.errors import UsageError
+
+
+def parse_tags(pairs: list[str] | None) -> dict[str, str]:
+    """['model=resnet50', 'batch_size=64'] → dict; a pair without '=' is a UsageError."""
+    tags: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--tag {pair!r} is not key=value (e.g. --tag model=resnet50)")
+        tags[key.strip()] = value.strip()
+    return tags
+
+
+def register(app: typer.Typer) -> None:
+    """Add `ingest` to the app."""
+
+    @app.command("ingest")
+    @friendly_errors
+    def ingest(
+        paths: List[str] = typer.Argument(..., help="Trace files or folders (searched recursively)."),
+        db: Optional[str] = DbOption,
+        tz: Optional[str] = typer.Option(None, "--tz", help="Zone of local timestamps (nvidia-smi) when no run.json says it, e.g. Europe/Berlin. Default: this machine's zone."),
+        start: Optional[str] = typer.Option(None, "--start", help="Start time anchoring traces with only relative times (perf -I, powermetrics), ISO 8601; naive = the --tz zone."),
+        run_id: Optional[str] = typer.Option(None, "--run-id", help="Run id for files outside a run directory (default: <file stem>-<sha8>)."),
+        tag: Optional[List[str]] = typer.Option(None, "--tag", help="key=value tag for the runs loaded (repeatable)."),
+        fields: Optional[str] = typer.Option(None, "--fields", help="Field list of headerless nvidia-smi CSVs, as given to --query-gpu."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Show what would load; change nothing."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only failures and the summary."),
+    ) -> None:
+        """Load traces (nvidia-smi, perf, ipmitool, powermetrics, dlwh runs, ...) into the warehouse."""
+        from dlwh.ingest.loader import IngestOptions, ingest_paths, summarise
+        from dlwh.warehouse import open_warehouse, resolve_db_path
+
+        options = IngestOptions(tz=tz, start=start, run_id=run_id, tags=parse_tags(tag), dry_run=dry_run,
+                                format_options={"fields": fields} if fields else {})
+        con = open_warehouse(db)
+        progress = _progress() if is_tty() and not quiet else None
+
+        def on_file(result, done, total):
+            if progress is not None:
+                progress.update(done, total, result.path.name)
+            if quiet and result.outcome != "failed":
+                return
+            line = result.describe()
+            if progress is not None:
+                progress.clear()
+            typer.echo(line, err=result.outcome == "failed")
+
+        try:
+            results = ingest_paths(con, paths, options, on_file)
+        finally:
+            if progress is not None:
+                progress.clear()
+            con.close()
+        table = summarise(results)
+        typer.echo("")
+        typer.echo(table.to_string(index=False) if len(table) else "no files found")
+        where = resolve_db_path(db)
+        failed = [r for r in results if r.outcome == "failed"]
+        verb = "would load into" if dry_run else "warehouse:"
+        typer.echo(f"{verb} {where}")
+        if failed:
+            fail(f"{len(failed)} file(s) failed (listed above); the rest loaded and the failed ones changed nothing", 1)
+
+
+class _progress:
+    """A one-line progress display on stderr (files done / total)."""
+
+    def update(self, done: int, total: int, name: str) -> None:
+        typer.echo(f"\r[{done}/{total}] {name[:60]:<60}", err=True, nl=False)
+
+    def clear(self) -> None:
+        typer.echo("\r" + " " * 72 + "\r", err=True, nl=False)

@@ -1,0 +1,36 @@
+"""The registry of trace formats. Adding a format: one new module and one line in FORMAT_MODULES.
+
+A format module defines:
+    NAME: str                                   the format's name (stored in files.format)
+    sniff(head: str, path: Path) -> bool        True if the first 64 KiB (text) look like this format
+    parse(ctx: IngestContext) -> Trace          the file's content as normalised tables
+Formats are tried in this order; the first whose sniff() says yes parses the file.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+FORMAT_MODULES: tuple[str, ...] = (
+    "dlwh.ingest.formats.dlwh_manifest",
+    "dlwh.ingest.formats.dlwh_spans",
+    "dlwh.ingest.formats.dlwh_nvml",
+)
+
+
+def load_formats() -> list[ModuleType]:
+    """The format modules, in sniffing order (modules that fail to import are an error)."""
+    return [importlib.import_module(name) for name in FORMAT_MODULES]
+
+
+def detect(head: str, path: Path) -> ModuleType | None:
+    """The first format whose sniff() accepts ``head``, or None."""
+    for module in load_formats():
+        try:
+            if module.sniff(head, path):
+                return module
+        except Exception:  # a sniffer must never stop detection of the others
+            continue
+    return None

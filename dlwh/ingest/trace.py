@@ -1,0 +1,75 @@
+"""What a format parser receives (IngestContext) and returns (Trace).
+
+A parser turns one file into normalised tables. Each table is a pandas DataFrame or a DuckDB
+relation built on ``ctx.con`` (for large CSVs read by DuckDB itself); the loader inserts them.
+
+Columns a parser provides (the loader adds run_id, file_sha256 and the global sensor_id):
+- sensors:  sensor_key, kind, name, device_index, device_uuid, device_name, tool
+- samples:  sensor_key, ts (UTC, naive datetime64), metric, unit, value, duration_s
+- counters: perf_run, ts, interval_s, cpu, pmu, event, value, unit, reason, run_time_ns, enabled_pct
+- spans:    span_id, parent_id, kind, name, start_ts, end_ts, start_mono_ns, end_mono_ns, attrs (JSON text)
+- tables:   other warehouse tables by name (e.g. kernels); each must have a file_sha256 column in the
+            warehouse, which the loader fills.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any, Union
+
+import duckdb
+import pandas as pd
+
+Table = Union[pd.DataFrame, duckdb.DuckDBPyRelation]
+
+
+@dataclass
+class RunInfo:
+    """A runs row (from a manifest). Times are naive UTC datetimes."""
+
+    run_id: str
+    host: str | None = None
+    start_ts: datetime | None = None
+    end_ts: datetime | None = None
+    command: str | None = None
+    exit_code: int | None = None
+    timezone: str | None = None
+    manifest_json: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class IngestContext:
+    """Everything a parser may need besides the file's bytes."""
+
+    path: Path
+    con: duckdb.DuckDBPyConnection
+    run_id: str
+    tz: tzinfo
+    tz_name: str                     # IANA name or a fixed offset such as 'UTC+01:00'
+    tz_source: str                   # 'run.json', '--tz', 'local zone'
+    start_utc: datetime | None = None  # anchor for relative-time traces (naive UTC)
+    start_source: str | None = None
+    manifest: dict[str, Any] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def read_text(self) -> str:
+        """The whole file as text (UTF-8, undecodable bytes replaced)."""
+        return self.path.read_bytes().decode("utf-8", errors="replace")
+
+
+@dataclass
+class Trace:
+    """The normalised content of one file."""
+
+    format: str
+    sensors: pd.DataFrame | None = None
+    samples: Table | None = None
+    counters: Table | None = None
+    spans: Table | None = None
+    run: RunInfo | None = None
+    tables: dict[str, Table] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
