@@ -1,0 +1,15 @@
+"""macOS powermetrics -f plist (placeholder: recognises nothing until its parser lands)."""
+
+from pathlib import Path
+
+NAME = "powermetrics-plist"
+
+
+def sniff(head: str, path: Path) -> bool:
+    """Not implemented yet: never claims a file."""
+    return False
+
+
+def parse(ctx):
+    """Not implemented yet."""
+    raise NotImplementedError(NAME)
