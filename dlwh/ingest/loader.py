@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -227,8 +228,8 @@ class _Loader:
             return FileResult(path, "failed", module.NAME, message=str(err))
         except duckdb.Error as err:
             self.con.execute("ROLLBACK")
-            first = str(err).splitlines()[0]
-            return FileResult(path, "failed", module.NAME, message=f"could not load ({first})")
+            message, line = describe_duckdb_error(err)
+            return FileResult(path, "failed", module.NAME, message=message, line=line)
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
@@ -332,6 +333,24 @@ class _Loader:
             "UPDATE runs SET start_ts = b.lo, end_ts = b.hi FROM ("
             "  SELECT min(s.ts) AS lo, max(s.ts) AS hi FROM samples s JOIN sensors se USING (sensor_id)"
             "  WHERE se.run_id = ?) b WHERE runs.run_id = ? AND runs.source = 'file'", [run_id, run_id])
+
+
+_CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
+_COLUMNS = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
+
+
+def describe_duckdb_error(err: Exception) -> tuple[str, int | None]:
+    """A DuckDB error (often from read_csv) as one line for people, and the line number if known."""
+    text = str(err)
+    line_match = _CSV_LINE.search(text)
+    line = int(line_match.group(1)) if line_match else None
+    columns = _COLUMNS.search(text)
+    if columns:
+        return f"wrong number of columns (expected {columns.group(1)}, found {columns.group(2)})", line
+    first = text.strip().splitlines()[0]
+    if line_match:
+        return f"cannot read this CSV ({first})", line
+    return f"could not load ({first})", line
 
 
 def trace_outcome(trace: Trace) -> str:

@@ -38,9 +38,11 @@ def sniff(head: str, path: Path) -> bool:
 
 def parse(ctx: IngestContext) -> Trace:
     """Read with DuckDB's CSV reader; every numeric column becomes one metric."""
+    with ctx.path.open(encoding="utf-8", errors="replace") as handle:
+        columns = [c.strip() for c in handle.readline().lstrip("\ufeff").rstrip("\r\n").split(",")]
     try:
-        raw = ctx.con.read_csv(str(ctx.path), header=True, all_varchar=True, strict_mode=True)
-        columns = raw.columns
+        raw = ctx.con.read_csv(str(ctx.path), header=True, delimiter=",", quotechar='"', strict_mode=True,
+                               auto_detect=False, columns={c: "VARCHAR" for c in columns})
     except duckdb.Error as err:
         raise ParseError(f"cannot read NVML CSV: {str(err).splitlines()[0]}") from None
     known = [c for c in columns if c in COLUMNS]

@@ -1,0 +1,79 @@
+"""The warehouse file: creation, migrations, refusing newer schemas, DLWH_DB, opening from plain duckdb."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from dlwh.errors import WarehouseError
+from dlwh.warehouse import SCHEMA_VERSION, open_warehouse, resolve_db_path
+from dlwh.warehouse.db import _migrations, current_version
+from tests.conftest import invoke
+
+
+def test_new_file_gets_every_migration(db_path):
+    con = open_warehouse(db_path)
+    assert current_version(con) == SCHEMA_VERSION
+    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert {"runs", "run_tags", "files", "sensors", "samples", "counters", "spans",
+            "run_energy", "span_energy", "sample_gaps"} <= tables
+    con.close()
+
+
+def test_older_warehouse_is_migrated(db_path):
+    version, name, sql = _migrations()[0]
+    con = duckdb.connect(str(db_path))
+    con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)")
+    con.execute(sql)
+    con.execute("INSERT INTO schema_version VALUES (?, ?, now())", [version, name])
+    con.execute("INSERT INTO runs (run_id, source) VALUES ('old-run', 'file')")
+    con.close()
+    con = open_warehouse(db_path)
+    assert current_version(con) == SCHEMA_VERSION
+    assert con.execute("SELECT run_id FROM runs").fetchall() == [("old-run",)]
+    assert con.execute("SELECT count(*) FROM run_energy").fetchone()[0] == 0
+    con.close()
+
+
+def test_newer_warehouse_is_refused_with_a_clear_message(db_path, runner):
+    con = open_warehouse(db_path)
+    con.execute("INSERT INTO schema_version VALUES (?, 'future', now())", [SCHEMA_VERSION + 5])
+    con.close()
+    with pytest.raises(WarehouseError, match="newer than this dlwh"):
+        open_warehouse(db_path)
+    result = invoke(runner, "sql", "SELECT 1", "--db", str(db_path))
+    assert result.exit_code != 0
+    assert "newer than this dlwh understands" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_dlwh_db_environment_variable(tmp_path, monkeypatch, runner):
+    target = tmp_path / "env.duckdb"
+    monkeypatch.setenv("DLWH_DB", str(target))
+    assert resolve_db_path(None) == target
+    result = invoke(runner, "sql", "SELECT 42 AS answer", env={"DLWH_DB": str(target)})
+    assert result.exit_code == 0, result.stderr
+    assert "42" in result.stdout
+    assert target.exists()
+
+
+def test_default_path_is_dlwh_duckdb(monkeypatch):
+    monkeypatch.delenv("DLWH_DB", raising=False)
+    assert str(resolve_db_path(None)) == "dlwh.duckdb"
+
+
+def test_not_a_duckdb_file_is_one_line_error(tmp_path, runner):
+    junk = tmp_path / "junk.duckdb"
+    junk.write_bytes(b"this is not a database" * 100)
+    result = invoke(runner, "sql", "SELECT 1", "--db", str(junk))
+    assert result.exit_code != 0
+    assert result.stderr.startswith("error:")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_plain_duckdb_client_sees_tables_and_views(db_path):
+    open_warehouse(db_path).close()
+    con = duckdb.connect(str(db_path), read_only=True)
+    assert con.execute("SELECT count(*) FROM span_energy").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM run_energy").fetchone()[0] == 0
+    con.close()
