@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 
 from dlwh.errors import WarehouseError
+from dlwh.models.store import seed_zoo_complexity
 
 DEFAULT_DB = "dlwh.duckdb"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -112,6 +113,8 @@ def open_warehouse(
             con = duckdb.connect(str(path))
             con.execute("SET TimeZone = 'UTC'")
             migrate(con)
+            seed_zoo_complexity(con)
         return con
     migrate(con)
+    seed_zoo_complexity(con)
     return con

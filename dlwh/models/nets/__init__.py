@@ -1,0 +1,1 @@
+"""The zoo's networks in plain PyTorch (importing any module here imports torch)."""
