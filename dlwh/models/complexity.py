@@ -126,8 +126,14 @@ def profile(
     torch, _ = _require_torch()
     from dlwh.models.registry import build_model
 
-    with torch.device("cpu"):
+    # Counts depend on shapes only: build on the meta device (no costly random init), then give
+    # every tensor zeros (uninitialised memory may hold slow denormals).
+    with torch.device("meta"):
         model = build_model(spec.name)
+    model = model.to_empty(device="cpu")
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            tensor.zero_()
     if spec.kind == "text":
         max_position = model.config.max_position
         if dims[0] > max_position:

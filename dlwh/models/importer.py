@@ -18,7 +18,7 @@ import duckdb
 
 from dlwh.errors import DlwhError
 from dlwh.models.registry import ALIASES
-from dlwh.models.store import _now, _transaction
+from dlwh.models.store import _now, _sql, _transaction
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -132,8 +132,9 @@ def import_complexity_csv(con: duckdb.DuckDBPyConnection, path: str | os.PathLik
                 FROM dlwh_import_rows r LEFT JOIN model_complexity c
                   ON c.model = r.model AND c.input_desc = r.input_desc AND c.batch_size = 1
                 """
-            ).fetchone()
-            con.execute(
+            ).fetchall()[0]
+            _sql(
+                con,
                 """
                 INSERT OR REPLACE INTO model_complexity
                 SELECT r.model, r.input_desc, 1, r.macs_per_sample, r.macs_per_sample, r.params, 'import',

@@ -26,14 +26,19 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def _sql(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[tuple]:
+    """Run one statement and fetch its result (DuckDB wants results consumed before the next one)."""
+    return con.execute(sql, params).fetchall() if params is not None else con.execute(sql).fetchall()
+
+
 @contextmanager
 def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    con.execute("BEGIN TRANSACTION")
+    _sql(con, "BEGIN TRANSACTION")
     try:
         yield
-        con.execute("COMMIT")
+        _sql(con, "COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        _sql(con, "ROLLBACK")
         raise
 
 
@@ -91,12 +96,12 @@ def seed_zoo_complexity(con: duckdb.DuckDBPyConnection) -> int:
            WHERE a.model IS DISTINCT FROM s.model)
         """,
         shipped + zoo + aliases,
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if not pending:
         return 0
     with _transaction(con):
-        con.execute(f"INSERT OR REPLACE INTO zoo_models {zoo_sql}", zoo)
-        con.execute(f"INSERT OR REPLACE INTO model_aliases {alias_sql}", aliases)
+        _sql(con, f"INSERT OR REPLACE INTO zoo_models {zoo_sql}", zoo)
+        _sql(con, f"INSERT OR REPLACE INTO model_aliases {alias_sql}", aliases)
         updated = con.execute(
             f"""
             UPDATE model_complexity c SET
@@ -108,7 +113,7 @@ def seed_zoo_complexity(con: duckdb.DuckDBPyConnection) -> int:
               AND c.source = 'zoo' AND ({_SHIPPED_DIFFERS})
             """,
             shipped,
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         inserted = con.execute(
             f"""
             INSERT INTO model_complexity
@@ -119,7 +124,7 @@ def seed_zoo_complexity(con: duckdb.DuckDBPyConnection) -> int:
                               AND c.input_desc = s.input_desc AND c.batch_size = 1)
             """,
             shipped,
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     return int(updated) + int(inserted)
 
 
@@ -128,23 +133,26 @@ def store_profile(con: duckdb.DuckDBPyConnection, prof: "ModelProfile") -> None:
     its model_ops and model_layers rows for (model, input_desc). One transaction."""
     ops = list(prof.by_operator.items())
     with _transaction(con):
-        con.execute(
+        _sql(
+            con,
             "INSERT OR REPLACE INTO model_complexity VALUES (?, ?, ?, ?, ?, ?, 'fvcore', ?, ?, ?, ?)",
             [prof.model, prof.input_desc, prof.batch_size, prof.macs_per_sample, prof.macs_total,
              prof.params, prof.fvcore_version, prof.fvcore_flops_per_sample,
              json.dumps(prof.unsupported_ops, sort_keys=True), _now()],
         )
         key = [prof.model, prof.input_desc]
-        con.execute("DELETE FROM model_ops WHERE model = ? AND input_desc = ?", key)
-        con.execute("DELETE FROM model_layers WHERE model = ? AND input_desc = ?", key)
+        _sql(con, "DELETE FROM model_ops WHERE model = ? AND input_desc = ?", key)
+        _sql(con, "DELETE FROM model_layers WHERE model = ? AND input_desc = ?", key)
         if ops:
-            con.execute(
+            _sql(
+                con,
                 "INSERT INTO model_ops SELECT ?, ?, unnest(?::VARCHAR[]), unnest(?::BIGINT[]), "
                 "unnest(?::BOOLEAN[])",
                 key + [[o for o, _ in ops], [v for _, v in ops], [o in MAC_OPERATORS for o, _ in ops]],
             )
         if prof.layers:
-            con.execute(
+            _sql(
+                con,
                 "INSERT INTO model_layers SELECT ?, ?, unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
                 "unnest(?::BIGINT[]), unnest(?::BIGINT[])",
                 key + [[r.layer for r in prof.layers], [r.layer_type for r in prof.layers],
@@ -156,6 +164,6 @@ def ensure_models_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Raise a clear error when the warehouse lacks the model tables (opened without migrating)."""
     found = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'model_complexity'"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if not found:
         raise DlwhError("this warehouse has no model tables; open it read-write once to migrate it")
