@@ -1,7 +1,246 @@
-"""CLI commands for carbon (placeholder until its issue lands; registers nothing)."""
+"""`dlwh carbon ...`: grid carbon intensity (fetch, settings, lookup), emissions of runs and spans,
+and the lowest-carbon start for a job. Naive times on the command line are UTC."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Optional
 
 import typer
 
+from dlwh.commands._common import DbOption, friendly_errors
+from dlwh.errors import UsageError
+
+carbon_app = typer.Typer(
+    name="carbon", no_args_is_help=True, add_completion=False,
+    help="Carbon intensity (gCO2eq/kWh) by zone and time, and the emissions of runs and spans.")
+
+
+def parse_time(text: Optional[str], option: str) -> Optional[datetime]:
+    """An ISO 8601 time (naive = UTC) → naive UTC datetime; None stays None."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{option} {text!r} is not an ISO 8601 time such as 2026-11-21T10:00 (UTC)") from None
+    return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+
+
+def parse_duration(text: str, option: str) -> float:
+    """'2h', '90m', '45s', '1.5h', '3600' or 'H:MM:SS' → seconds."""
+    value = text.strip().lower()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(h|m|min|s)?", value)
+    if match:
+        number = float(match.group(1))
+        return number * {"h": 3600, "m": 60, "min": 60, "s": 1, None: 1}[match.group(2)]
+    match = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", value)
+    if match:
+        return int(match.group(1)) * 3600 + int(match.group(2)) * 60 + float(match.group(3))
+    raise UsageError(f"{option} {text!r} is not a duration such as 2h, 90m, 3600s or 1:30:00")
+
+
+def _print(frame, csv: bool, json: bool) -> None:
+    from dlwh.warehouse.query import format_frame
+
+    if csv and json:
+        raise UsageError("choose one of --csv and --json")
+    typer.echo(format_frame(frame, "csv" if csv else "json" if json else "table"))
+
+
+@carbon_app.command("fetch")
+@friendly_errors
+def fetch_cmd(
+    zone: str = typer.Option(..., "--zone", help="Electricity Maps zone key, e.g. DE, KR, US-CAL-CISO."),
+    start: Optional[str] = typer.Option(None, "--start", help="Start of a past range (ISO time, UTC); "
+                                        "without it: the last 24 hours and the latest value."),
+    end: Optional[str] = typer.Option(None, "--end", help="End of the range (default now)."),
+    forecast: bool = typer.Option(False, "--forecast", help="Also fetch the forecast (for `carbon schedule`)."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="ELECTRICITYMAPS_TOKEN", show_envvar=True,
+                                        help="API token, sent in the auth-token header; never stored.",
+                                        show_default=False),
+    api_url: Optional[str] = typer.Option(None, "--api-url", envvar="ELECTRICITYMAPS_API_URL",
+                                          help="API base URL (default https://api.electricitymaps.com/v3)."),
+    timeout: float = typer.Option(20.0, "--timeout", help="Seconds to wait for each answer."),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Fetch carbon intensity from the Electricity Maps v3 API into the warehouse."""
+    from dlwh.carbon.electricitymaps import fetch
+    from dlwh.warehouse import open_warehouse
+
+    if timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    lo, hi = parse_time(start, "--start"), parse_time(end, "--end")
+    con = open_warehouse(db)
+    try:
+        result = fetch(con, zone, token=token, start=lo, end=hi, forecast=forecast, base_url=api_url,
+                       timeout_s=timeout)
+    finally:
+        con.close()
+    if result.rows:
+        typer.echo(f"{result.zone}: {result.rows} intensity values stored, {result.first_ts:%Y-%m-%d %H:%M}.."
+                   f"{result.last_ts:%Y-%m-%d %H:%M} UTC ({', '.join(result.endpoints)})")
+    else:
+        typer.echo(f"{result.zone}: Electricity Maps had no values for this range ({', '.join(result.endpoints)})")
+
+
+@carbon_app.command("set")
+@friendly_errors
+def set_cmd(
+    key: str = typer.Argument(..., help="pue, zone, intensity_g_per_kwh or intensity_max_age_h."),
+    value: str = typer.Argument(..., help="The value (e.g. 1.2, DE, 450, 3)."),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Store a warehouse-wide carbon setting (run tags zone/pue/intensity_g_per_kwh take precedence)."""
+    from dlwh.carbon.settings import set_setting
+    from dlwh.warehouse import open_warehouse
+
+    con = open_warehouse(db)
+    try:
+        set_setting(con, key, value)
+    finally:
+        con.close()
+    typer.echo(f"{key} set")
+
+
+@carbon_app.command("unset")
+@friendly_errors
+def unset_cmd(key: str = typer.Argument(..., help="The setting to remove."), db: Optional[str] = DbOption) -> None:
+    """Remove a carbon setting (its default applies again)."""
+    from dlwh.carbon.settings import set_setting
+    from dlwh.warehouse import open_warehouse
+
+    con = open_warehouse(db)
+    try:
+        set_setting(con, key, None)
+    finally:
+        con.close()
+    typer.echo(f"{key} removed")
+
+
+@carbon_app.command("settings")
+@friendly_errors
+def settings_cmd(db: Optional[str] = DbOption) -> None:
+    """Show the carbon settings and what each means."""
+    from dlwh.carbon.settings import KNOWN, all_settings
+    from dlwh.warehouse import open_warehouse
+
+    con = open_warehouse(db)
+    try:
+        stored = all_settings(con)
+    finally:
+        con.close()
+    for key, meaning in KNOWN.items():
+        typer.echo(f"{key:<22} {stored.get(key, '(not set)'):<12} {meaning}")
+
+
+@carbon_app.command("intensity")
+@friendly_errors
+def intensity_cmd(
+    zone: Optional[str] = typer.Option(None, "--zone", help="Zone key (default: the setting 'zone')."),
+    at: Optional[str] = typer.Option(None, "--at", help="Time (ISO, UTC; default now)."),
+    intensity: Optional[float] = typer.Option(None, "--intensity", help="A constant gCO2eq/kWh (wins)."),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Show the carbon intensity that applies to a zone at a time, and where it comes from."""
+    from dlwh.carbon.intensity import resolve_intensity
+    from dlwh.warehouse import open_warehouse
+
+    con = open_warehouse(db)
+    try:
+        value, source = resolve_intensity(con, zone, intensity, parse_time(at, "--at"))
+    finally:
+        con.close()
+    typer.echo(f"{value:g} gCO2eq/kWh  ({source})")
+
+
+@carbon_app.command("zones")
+@friendly_errors
+def zones_cmd(csv: bool = typer.Option(False, "--csv", help="Print CSV with the full references.")) -> None:
+    """List the shipped yearly average intensities (used without API data)."""
+    import pandas as pd
+
+    from dlwh.carbon.intensity import yearly_averages
+
+    frame = pd.DataFrame(list(yearly_averages()))
+    if not csv:
+        frame = frame.drop(columns=["reference"])
+    _print(frame, csv, False)
+
+
+@carbon_app.command("emissions")
+@friendly_errors
+def emissions_cmd(
+    run: Optional[str] = typer.Option(None, "--run", help="Only this run."),
+    spans: bool = typer.Option(False, "--spans", help="Per span instead of per run."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="With --spans: only spans of this kind (epoch, step...)."),
+    per_sensor: bool = typer.Option(False, "--per-sensor", help="One row per power series instead of sums."),
+    zone: Optional[str] = typer.Option(None, "--zone", help="Zone for every run (default: tag 'zone' / setting)."),
+    intensity: Optional[float] = typer.Option(None, "--intensity", help="Constant gCO2eq/kWh for every run."),
+    pue: Optional[float] = typer.Option(None, "--pue", help="PUE for every run (default: tag 'pue' / setting / 1.0)."),
+    csv: bool = typer.Option(False, "--csv", help="Print CSV."),
+    json: bool = typer.Option(False, "--json", help="Print JSON records."),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Energy (kWh) and emissions (gCO2eq) per run or span, with the intensity source."""
+    from dlwh.carbon.emissions import run_emissions, span_emissions
+    from dlwh.warehouse import open_warehouse
+
+    if kind and not spans:
+        raise UsageError("--kind needs --spans")
+    con = open_warehouse(db)
+    try:
+        if spans:
+            frame = span_emissions(con, zone=zone, intensity_g_per_kwh=intensity, pue=pue, run_id=run,
+                                   kind=kind, per_sensor=per_sensor)
+        else:
+            frame = run_emissions(con, zone=zone, intensity_g_per_kwh=intensity, pue=pue, run_id=run,
+                                  per_sensor=per_sensor)
+    finally:
+        con.close()
+    if frame.empty:
+        raise UsageError("no power readings for " + (f"run {run!r}" if run else "any run")
+                         + " in the warehouse; ingest a run first (dlwh ingest PATH)")
+    _print(frame, csv, json)
+
+
+@carbon_app.command("schedule")
+@friendly_errors
+def schedule_cmd(
+    zone: str = typer.Option(..., "--zone", help="Zone key, e.g. DE."),
+    energy_kwh: float = typer.Option(..., "--energy-kwh", help="Energy of the job (IT energy, kWh)."),
+    duration: str = typer.Option(..., "--duration", help="Length of the job: 2h, 90m, 3600s, 1:30:00."),
+    start: str = typer.Option(..., "--start", help="Earliest start (ISO time, UTC)."),
+    end: str = typer.Option(..., "--end", help="Latest end (ISO time, UTC)."),
+    step: str = typer.Option("1h", "--step", help="Spacing of candidate starts."),
+    pue: Optional[float] = typer.Option(None, "--pue", help="PUE (default: setting or 1.0)."),
+    show_all: bool = typer.Option(False, "--all", help="Print every candidate start."),
+    csv: bool = typer.Option(False, "--csv", help="Print the candidates as CSV."),
+    db: Optional[str] = DbOption,
+) -> None:
+    """When, within a window, a job of known energy would emit least (from history or forecast)."""
+    from dlwh.carbon.schedule import best_window
+    from dlwh.warehouse import open_warehouse
+
+    lo, hi = parse_time(start, "--start"), parse_time(end, "--end")
+    con = open_warehouse(db)
+    try:
+        plan = best_window(con, zone, energy_kwh, parse_duration(duration, "--duration"), lo, hi,
+                           timedelta(seconds=parse_duration(step, "--step")), pue=pue)
+    finally:
+        con.close()
+    if show_all or csv:
+        _print(plan.candidates, csv, False)
+        if csv:
+            return
+    b, w = plan.best, plan.worst
+    typer.echo(f"best start {b['start_ts']:%Y-%m-%d %H:%M} UTC: {b['emissions_g']:.1f} gCO2eq "
+               f"({b['avg_intensity_g_per_kwh']:.0f} gCO2eq/kWh, PUE {plan.pue:g})")
+    typer.echo(f"worst start {w['start_ts']:%Y-%m-%d %H:%M} UTC: {w['emissions_g']:.1f} gCO2eq; "
+               f"saving {plan.saving_g:.1f} g; basis: {plan.basis}")
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add the `carbon` sub-app."""
+    app.add_typer(carbon_app, name="carbon")

@@ -166,7 +166,7 @@ CREATE TABLE IF NOT EXISTS kernels (
     line                INTEGER,
     kind                VARCHAR NOT NULL,   -- kernel, memcpy, memset
     start_s             DOUBLE,             -- since the profiler started
-    start_ts            TIMESTAMP,          -- UTC, where the trace could be anchored (NULL otherwise)
+    start_ts            TIMESTAMP,          -- UTC: start_s from --start or the run.json start
     duration_s          DOUBLE,
     name                VARCHAR NOT NULL,
     grid_x INTEGER, grid_y INTEGER, grid_z INTEGER,
@@ -456,3 +456,78 @@ CREATE OR REPLACE VIEW run_emissions AS SELECT * FROM run_emissions_with(NULL, N
 CREATE OR REPLACE VIEW span_emissions AS SELECT * FROM span_emissions_with(NULL, NULL, NULL);
 CREATE OR REPLACE VIEW run_emissions_total AS SELECT * FROM run_emissions_total_with(NULL, NULL, NULL);
 CREATE OR REPLACE VIEW span_emissions_total AS SELECT * FROM span_emissions_total_with(NULL, NULL, NULL);
+
+-- GPU kernels beside the power of the same run: per run, kernel (nvprof's ' [correlation]' suffix
+-- dropped) and device: calls, time, the GPU energy during the calls (their ends rounded to the µs) (E(end) - E(start) of the run's GPU
+-- 'power' series; every GPU of the run when the trace does not give the device index), and FLOPs from
+-- kernel_metrics (flop_count_sp/dp/hp averages x calls) where the same kernel was measured.
+CREATE OR REPLACE VIEW kernel_energy AS
+WITH k AS (
+    SELECT run_id, kind, regexp_replace(name, '\s*\[\d+\]$', '') AS kernel, device,
+           TRY_CAST(regexp_extract(device, '\((\d+)\)\s*$', 1) AS INTEGER) AS device_index,
+           start_ts, start_ts + to_microseconds(CAST(round(duration_s * 1e6) AS BIGINT)) AS end_ts, duration_s
+    FROM kernels WHERE start_ts IS NOT NULL
+),
+pairs AS (
+    SELECT k.*, se.sensor_id
+    FROM k JOIN sensors se
+      ON se.run_id = k.run_id AND se.kind = 'gpu'
+     AND (k.device_index IS NULL OR se.device_index IS NULL OR se.device_index = k.device_index)
+),
+at_start AS (
+    SELECT p.*,
+           CASE WHEN c.ts IS NULL THEN 0.0
+                WHEN c.next_ts IS NULL OR c.is_gap OR c.step_s = 0 THEN c.cum_energy_j
+                ELSE c.cum_energy_j + epoch(p.start_ts - c.ts) *
+                     (c.power_w + (c.power_w + (c.next_power_w - c.power_w) * epoch(p.start_ts - c.ts) / c.step_s)) / 2
+           END AS e_start_j
+    FROM pairs p
+    ASOF LEFT JOIN (SELECT * FROM power_cumulative WHERE metric = 'power') c
+      ON c.sensor_id = p.sensor_id AND p.start_ts >= c.ts
+),
+at_end AS (
+    SELECT p.*,
+           CASE WHEN c.ts IS NULL THEN 0.0
+                WHEN c.next_ts IS NULL OR c.is_gap OR c.step_s = 0 THEN c.cum_energy_j
+                ELSE c.cum_energy_j + epoch(p.end_ts - c.ts) *
+                     (c.power_w + (c.power_w + (c.next_power_w - c.power_w) * epoch(p.end_ts - c.ts) / c.step_s)) / 2
+           END AS e_end_j
+    FROM at_start p
+    ASOF LEFT JOIN (SELECT * FROM power_cumulative WHERE metric = 'power') c
+      ON c.sensor_id = p.sensor_id AND p.end_ts >= c.ts
+),
+energy AS (
+    SELECT run_id, kernel, device, sum(e_end_j - e_start_j) AS gpu_energy_j, count(DISTINCT sensor_id) AS n_gpu_sensors,
+           sum(epoch(end_ts - start_ts)) / count(DISTINCT sensor_id) AS timed_s   -- durations at the µs resolution of TIMESTAMP
+    FROM at_end GROUP BY run_id, kernel, device
+),
+calls AS (
+    SELECT run_id, kind, kernel, device, count(*) AS calls, sum(duration_s) AS total_s,
+           min(start_ts) AS first_ts, max(end_ts) AS last_ts
+    FROM k GROUP BY run_id, kind, kernel, device
+),
+flops AS (
+    SELECT run_id, kernel,
+           max(avg_value) FILTER (WHERE metric = 'flop_count_sp') AS flop_count_sp,
+           max(avg_value) FILTER (WHERE metric = 'flop_count_dp') AS flop_count_dp,
+           max(avg_value) FILTER (WHERE metric = 'flop_count_hp') AS flop_count_hp
+    FROM kernel_metrics GROUP BY run_id, kernel
+)
+SELECT c.run_id, c.kind, c.kernel, c.device, c.calls, c.total_s, c.first_ts, c.last_ts,
+       e.gpu_energy_j, e.n_gpu_sensors,
+       e.gpu_energy_j / nullif(e.timed_s * e.n_gpu_sensors, 0) AS avg_gpu_power_w,
+       CASE WHEN coalesce(f.flop_count_sp, f.flop_count_dp, f.flop_count_hp) IS NOT NULL THEN
+           c.calls * (coalesce(f.flop_count_sp, 0) + coalesce(f.flop_count_dp, 0) + coalesce(f.flop_count_hp, 0))
+       END AS flops,
+       f.flop_count_sp, f.flop_count_dp, f.flop_count_hp,
+       CASE WHEN coalesce(f.flop_count_sp, f.flop_count_dp, f.flop_count_hp) IS NOT NULL THEN
+           c.calls * (coalesce(f.flop_count_sp, 0) + coalesce(f.flop_count_dp, 0) + coalesce(f.flop_count_hp, 0))
+           / nullif(c.total_s, 0) END AS flops_per_s,
+       CASE WHEN coalesce(f.flop_count_sp, f.flop_count_dp, f.flop_count_hp) IS NOT NULL THEN
+           c.calls * (coalesce(f.flop_count_sp, 0) + coalesce(f.flop_count_dp, 0) + coalesce(f.flop_count_hp, 0))
+           / nullif(e.gpu_energy_j, 0) END AS flops_per_j
+FROM calls c
+LEFT JOIN energy e USING (run_id, kernel, device)
+LEFT JOIN flops f ON f.run_id = c.run_id
+                 AND (f.kernel = c.kernel OR f.kernel = regexp_replace(c.kernel, '^void\s+', '')
+                      OR c.kernel = regexp_replace(f.kernel, '^void\s+', ''));
