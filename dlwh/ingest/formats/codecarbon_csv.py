@@ -11,13 +11,12 @@ datetime.now()); they are converted with the run's zone.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
+from dlwh.carbon.csvread import read_csv_strict
 from dlwh.carbon.intervals import step_samples
 from dlwh.errors import ParseError
 from dlwh.ingest.timeutil import local_to_utc
@@ -58,13 +57,10 @@ def sniff(head: str, path: Path) -> bool:
 
 def parse(ctx: IngestContext) -> Trace:
     """Read the file with DuckDB (all text), convert, group rows into tracker runs, derive power."""
-    try:
-        frame = ctx.con.read_csv(str(ctx.path), header=True, all_varchar=True, strict_mode=True).df()
-    except duckdb.Error as err:
-        text = str(err)
-        match = re.search(r"[Ll]ine:? (\d+)", text)
-        raise ParseError(f"cannot read the CodeCarbon CSV ({text.strip().splitlines()[0][:160]})",
-                         line=int(match.group(1)) if match else None) from None
+    raw = ctx.path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        raise ParseError("last line is incomplete (file truncated?)", line=raw.count(b"\n") + 1)
+    frame = read_csv_strict(ctx.con, ctx.path, "CodeCarbon CSV")
     if frame.empty:
         raise ParseError("no rows after the header", line=2)
     frame.columns = [c.strip().lower() for c in frame.columns]

@@ -13,9 +13,9 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
+from dlwh.carbon.csvread import read_csv_strict
 from dlwh.errors import ParseError
 from dlwh.ingest.trace import IngestContext, Trace
 
@@ -42,14 +42,7 @@ def _pick(columns: dict[str, str], *candidates: str) -> str | None:
 
 def parse(ctx: IngestContext) -> Trace:
     """Read with DuckDB's CSV reader (all text), convert vectorised, check every row."""
-    try:
-        raw = ctx.con.read_csv(str(ctx.path), header=True, all_varchar=True, strict_mode=True)
-        frame = raw.df()
-    except duckdb.Error as err:
-        first = str(err).strip().splitlines()[0]
-        match = re.search(r"[Ll]ine:? (\d+)", str(err))
-        raise ParseError(f"cannot read the Electricity Maps CSV ({first[:160]})",
-                         line=int(match.group(1)) if match else None) from None
+    frame = read_csv_strict(ctx.con, ctx.path, "Electricity Maps CSV")
     if frame.empty:
         raise ParseError("no rows after the header", line=2)
     columns = {_norm(c): c for c in frame.columns}
@@ -89,7 +82,7 @@ def parse(ctx: IngestContext) -> Trace:
         "zone": zone, "ts": ts, "intensity_g_per_kwh": value,
         "emission_factor_type": factor,
         "is_estimated": estimated,
-        "estimation_method": frame[method_col].replace("", None) if method_col else None,
+        "estimation_method": frame[method_col].str.strip().replace("", None) if method_col else None,
         "is_forecast": False, "source": SOURCE,
         "fetched_at": datetime.now(timezone.utc).replace(tzinfo=None),
     })
