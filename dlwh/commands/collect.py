@@ -1,7 +1,116 @@
-"""CLI commands for collect (placeholder until its issue lands; registers nothing)."""
+"""CLI: ``dlwh collect [OPTIONS] -- CMD ...`` and ``dlwh collect sweep --power-limits ... -- CMD``.
+
+Only parses arguments and calls :mod:`dlwh.collect` (imported when a command runs).
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
 
 import typer
+from typer.core import TyperGroup
+
+from dlwh.commands._common import friendly_errors
+
+SOURCES_HELP = ("auto (every source available here) or a comma list of "
+                "nvml,nvidia-smi,perf,ipmi,powermetrics; a source named here that cannot record "
+                "is an error before the command starts.")
+CTX = {"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]}
+
+
+class _DefaultRun(TyperGroup):
+    """``dlwh collect ARGS`` means ``dlwh collect run ARGS`` unless ARGS start with a subcommand."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args or args[0] not in self.commands:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+collect_app = typer.Typer(
+    cls=_DefaultRun,
+    help="Run a command while recording power, clocks and spans into a run directory.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _options(out: Optional[str], source: str, interval_ms: int, tag: Optional[List[str]],
+             layers: bool, save_output: bool, quiet: bool, gpu: Optional[List[int]] = None) -> Any:
+    from dlwh.collect.options import parse_tags
+    from dlwh.collect.runner import CollectOptions
+
+    return CollectOptions(out=out, sources=source, interval_ms=interval_ms,
+                          tags=parse_tags(tag or []), layers=layers, save_output=save_output,
+                          quiet=quiet, gpus=gpu)
+
+
+OutOpt = typer.Option(None, "--out", "-o", help="Run directory to create (default traces/<UTC time>-<name>).")
+SourceOpt = typer.Option("auto", "--source", "-s", help=SOURCES_HELP)
+IntervalOpt = typer.Option(100, "--interval-ms", "-i", min=1,
+                           help="Sampling interval in ms (NVML holds 10; ipmi polls at least every 1000).")
+TagOpt = typer.Option(None, "--tag", "-t", help="key=value stored in the manifest (repeatable), e.g. model=resnet18.")
+LayersOpt = typer.Option(False, "--layers", help="Ask the workload for per-layer spans (sets DLWH_LAYER_SPANS=1).")
+SaveOpt = typer.Option(False, "--save-output", help="Also copy the command's stdout/stderr to stdout.log/stderr.log.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
+CommandArg = typer.Argument(..., metavar="-- CMD [ARGS]...", help="The command to run, after --.",
+                            show_default=False)
+
+
+@collect_app.command("run", context_settings=CTX)
+@friendly_errors
+def run_cmd(
+    command: List[str] = CommandArg,
+    out: Optional[str] = OutOpt,
+    source: str = SourceOpt,
+    interval_ms: int = IntervalOpt,
+    tag: Optional[List[str]] = TagOpt,
+    layers: bool = LayersOpt,
+    save_output: bool = SaveOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Run CMD while recording; exit with CMD's exit code.
+
+    Example: dlwh collect --tag model=cnn -- python train.py. Ctrl-C or SIGTERM stops CMD and still
+    completes the run directory. Power-limit sweeps: dlwh collect sweep --help.
+    """
+    from dlwh.collect.runner import collect
+
+    result = collect(command, _options(out, source, interval_ms, tag, layers, save_output, quiet))
+    raise typer.Exit(result.shell_exit_code)
+
+
+@collect_app.command("sweep", context_settings=CTX)
+@friendly_errors
+def sweep_cmd(
+    command: List[str] = CommandArg,
+    power_limits: str = typer.Option(..., "--power-limits", "-p",
+                                     help="GPU power limits in W, comma-separated, e.g. 150,200,250."),
+    gpu: Optional[List[int]] = typer.Option(None, "--gpu", help="GPU index to limit (repeatable; default all)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o",
+                                      help="Parent directory; each run goes to <out>/pl<W>W (default traces/...)."),
+    source: str = SourceOpt,
+    interval_ms: int = IntervalOpt,
+    tag: Optional[List[str]] = TagOpt,
+    layers: bool = LayersOpt,
+    save_output: bool = SaveOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Run CMD once per GPU power limit, recording each run (tagged power_limit_w).
+
+    Needs root. Limits outside a GPU's range are refused before anything runs, and the original
+    limits are restored afterwards, also after an error or Ctrl-C.
+    """
+    from dlwh.collect.sweep import parse_limits, sweep
+
+    limits = parse_limits(power_limits)
+    results = sweep(command, limits,
+                    _options(out, source, interval_ms, tag, layers, save_output, quiet, gpu), gpus=gpu)
+    failed = [r for r in results if r.exit_code != 0]
+    raise typer.Exit(failed[0].shell_exit_code if failed else (130 if len(results) < len(limits) else 0))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``dlwh collect`` (and ``dlwh collect sweep``) to ``app``."""
+    app.add_typer(collect_app, name="collect")

@@ -1,0 +1,168 @@
+"""The one place dlwh talks to NVML (``import pynvml``, from nvidia-ml-py).
+
+Tests replace ``pynvml`` in ``sys.modules`` with a fake that replays values recorded on a real GPU.
+NVML's own errors are turned into :class:`NvmlUnavailable` (the source cannot be used, with a fix)
+or :class:`NvmlError` (one call failed) here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, Optional
+
+DRIVER_FIX = "install the NVIDIA driver, or run on a node with an NVIDIA GPU"
+
+
+class NvmlUnavailable(Exception):
+    """NVML cannot be used here; ``reason`` says why and ``fix`` what to do."""
+
+    def __init__(self, reason: str, fix: str) -> None:
+        super().__init__(f"{reason}; {fix}")
+        self.reason = reason
+        self.fix = fix
+
+
+class NvmlError(Exception):
+    """One NVML call failed. ``code`` is NVML's return code, ``not_supported``/``no_permission``
+    say which of the common ones it was."""
+
+    def __init__(self, code: int, message: str, not_supported: bool, no_permission: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.not_supported = not_supported
+        self.no_permission = no_permission
+
+
+def load_pynvml() -> Any:
+    """Import pynvml; raise NvmlUnavailable when nvidia-ml-py is missing."""
+    try:
+        return importlib.import_module("pynvml")
+    except ImportError as err:
+        raise NvmlUnavailable(f"nvidia-ml-py is not installed ({err})",
+                              "pip install nvidia-ml-py") from None
+
+
+def _text(v: Any) -> str:
+    return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
+
+
+class NvmlSession:
+    """An initialised NVML (``nvmlInit`` … ``nvmlShutdown``); use as a context manager."""
+
+    def __init__(self) -> None:
+        self.N = load_pynvml()
+        try:
+            self.N.nvmlInit()
+        except self.N.NVMLError as err:
+            raise NvmlUnavailable(f"no NVIDIA driver (NVML: {err})", DRIVER_FIX) from None
+        except OSError as err:  # a broken libnvidia-ml
+            raise NvmlUnavailable(f"no NVIDIA driver ({err})", DRIVER_FIX) from None
+        self._open = True
+        self._handles: dict[int, Any] = {}
+
+    def __enter__(self) -> "NvmlSession":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """nvmlShutdown (idempotent)."""
+        if self._open:
+            self._open = False
+            try:
+                self.N.nvmlShutdown()
+            except self.N.NVMLError:
+                pass
+
+    def error(self, err: Any) -> NvmlError:
+        """Translate a pynvml.NVMLError."""
+        code = getattr(err, "value", -1)
+        return NvmlError(code, str(err),
+                         code == getattr(self.N, "NVML_ERROR_NOT_SUPPORTED", 3),
+                         code == getattr(self.N, "NVML_ERROR_NO_PERMISSION", 4))
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args), raising NvmlError instead of pynvml's errors."""
+        try:
+            return fn(*args)
+        except self.N.NVMLError as err:
+            raise self.error(err) from None
+
+    def maybe(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args), or None when NVML says the value is not available."""
+        try:
+            return fn(*args)
+        except self.N.NVMLError:
+            return None
+
+    def count(self) -> int:
+        """Number of GPUs NVML sees."""
+        return int(self.call(self.N.nvmlDeviceGetCount))
+
+    def handle(self, index: int) -> Any:
+        """The device handle of GPU ``index``."""
+        h = self._handles.get(index)
+        if h is None:
+            h = self._handles[index] = self.call(self.N.nvmlDeviceGetHandleByIndex, index)
+        return h
+
+    def driver_version(self) -> Optional[str]:
+        v = self.maybe(self.N.nvmlSystemGetDriverVersion)
+        return _text(v) if v is not None else None
+
+    def uuid(self, index: int) -> str:
+        return _text(self.call(self.N.nvmlDeviceGetUUID, self.handle(index)))
+
+    def name(self, index: int) -> str:
+        return _text(self.call(self.N.nvmlDeviceGetName, self.handle(index)))
+
+    def limit_constraints_mw(self, index: int) -> Optional[tuple[int, int]]:
+        """(min, max) settable power limit in mW, or None."""
+        v = self.maybe(self.N.nvmlDeviceGetPowerManagementLimitConstraints, self.handle(index))
+        return (int(v[0]), int(v[1])) if v is not None else None
+
+    def power_limit_mw(self, index: int) -> Optional[int]:
+        """The power limit currently set (mW)."""
+        return self.maybe(self.N.nvmlDeviceGetPowerManagementLimit, self.handle(index))
+
+    def enforced_limit_mw(self, index: int) -> Optional[int]:
+        """The power limit the GPU enforces (mW; the lowest of all limits in force)."""
+        return self.maybe(self.N.nvmlDeviceGetEnforcedPowerLimit, self.handle(index))
+
+    def default_limit_mw(self, index: int) -> Optional[int]:
+        return self.maybe(self.N.nvmlDeviceGetPowerManagementDefaultLimit, self.handle(index))
+
+    def set_power_limit_mw(self, index: int, limit_mw: int) -> None:
+        """nvmlDeviceSetPowerManagementLimit (needs root); raises NvmlError."""
+        self.call(self.N.nvmlDeviceSetPowerManagementLimit, self.handle(index), int(limit_mw))
+
+    def info(self, index: int) -> dict[str, Any]:
+        """The manifest's entry for GPU ``index`` (power limits in W)."""
+
+        def w(mw: Optional[int]) -> Optional[float]:
+            return round(mw / 1000.0, 3) if mw is not None else None
+
+        cons = self.limit_constraints_mw(index)
+        return {
+            "index": index,
+            "uuid": self.uuid(index),
+            "name": self.name(index),
+            "driver": self.driver_version(),
+            "power_limit_w": {
+                "min": w(cons[0]) if cons else None,
+                "default": w(self.default_limit_mw(index)),
+                "max": w(cons[1]) if cons else None,
+                "current": w(self.power_limit_mw(index)),
+                "enforced": w(self.enforced_limit_mw(index)),
+            },
+        }
+
+
+def gpu_inventory() -> list[dict[str, Any]]:
+    """Manifest entries of every GPU NVML sees ([] when NVML is unavailable)."""
+    try:
+        with NvmlSession() as s:
+            return [s.info(i) for i in range(s.count())]
+    except (NvmlUnavailable, NvmlError):
+        return []
