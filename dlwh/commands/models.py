@@ -50,10 +50,12 @@ def profile_cmd(
 ) -> None:
     """Count MACs and parameters with fvcore, print the breakdown and store it in the warehouse."""
     from dlwh.errors import UsageError
-    from dlwh.models import MAC_OPERATORS, format_macs, get_spec, profile, store_profile
+    from dlwh.models import MAC_OPERATORS, format_macs, profile, store_profile
+    from dlwh.models.complexity import check_profile_args
     from dlwh.warehouse.db import open_warehouse, resolve_db_path
 
-    spec = get_spec(name)  # unknown names fail before anything slow
+    # wrong names and inputs fail before anything slow or any file is touched
+    spec, _ = check_profile_args(name, batch_size, input_shape, seq_len)
     if top < 0:
         raise UsageError(f"--top must be 0 or more, not {top}")
     con = open_warehouse(db_arg(db))

@@ -1,7 +1,8 @@
 """dlwh.models: the network zoo and its MAC/parameter counts.
 
-Importing this package does not import torch or fvcore; only building a network
-(``build_model``) or counting one (``profile``) does. Public API:
+Importing this package imports none of torch, fvcore, duckdb or pandas; building a network
+(``build_model``) needs torch, counting one (``profile``) torch and fvcore, and importing a CSV
+pandas. So GPU nodes with only torch can build the zoo's networks. Public API:
 
 * registry: ``ZOO``, ``ModelSpec``, ``list_models``, ``get_spec``, ``normalise_name``,
   ``is_zoo_model``, ``close_names``, ``build_model``, ``UnknownModelError``

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from dlwh.errors import DlwhError, UsageError
 from dlwh.models.inputs import format_input_desc, parse_input_desc
-from dlwh.models.registry import get_spec
+from dlwh.models.registry import ModelSpec, get_spec
 
 MAC_OPERATORS = frozenset({"conv", "linear", "addmm", "mm", "bmm", "matmul", "einsum"})
 
@@ -63,8 +63,10 @@ class ModelProfile:
 
 def _require_torch() -> tuple[Any, Any]:
     try:
-        import torch
-        from fvcore.nn import FlopCountAnalysis
+        with warnings.catch_warnings():  # fvcore uses torch.jit.script, deprecated in new torch
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import torch
+            from fvcore.nn import FlopCountAnalysis
     except ImportError as err:
         raise DlwhError(
             f"profiling needs torch and fvcore ({err.name or err} is missing); install them with "
@@ -106,6 +108,19 @@ def _resolve_input(
     return tuple(int(d) for d in input_shape)
 
 
+def check_profile_args(
+    name: str, batch_size: int = 1, input_shape: str | Sequence[int] | None = None, seq_len: int | None = None
+) -> tuple[ModelSpec, tuple[int, ...]]:
+    """Validate ``profile``'s arguments without counting: (zoo entry, input dims) or a DlwhError."""
+    spec = get_spec(name)
+    if batch_size < 1:
+        raise UsageError(f"batch size must be at least 1, not {batch_size}")
+    dims = _resolve_input(spec.kind, spec.default_input, input_shape, seq_len)
+    if any(d <= 0 for d in dims):
+        raise UsageError(f"input sizes must be positive, not {dims}")
+    return spec, dims
+
+
 def profile(
     name: str,
     batch_size: int = 1,
@@ -117,12 +132,7 @@ def profile(
     ``input_shape`` is (C, H, W) or '3x224x224' for image models (default: the zoo's), ``seq_len``
     the number of tokens for text models (default 128). Needs torch and fvcore.
     """
-    spec = get_spec(name)
-    if batch_size < 1:
-        raise UsageError(f"batch size must be at least 1, not {batch_size}")
-    dims = _resolve_input(spec.kind, spec.default_input, input_shape, seq_len)
-    if any(d <= 0 for d in dims):
-        raise UsageError(f"input sizes must be positive, not {dims}")
+    spec, dims = check_profile_args(name, batch_size, input_shape, seq_len)
     torch, _ = _require_torch()
     from dlwh.models.registry import build_model
 

@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import duckdb
-
 from dlwh.errors import DlwhError
 from dlwh.models.registry import ALIASES
 from dlwh.models.store import _now, _sql, _transaction
 
 if TYPE_CHECKING:
+    import duckdb
     import pandas as pd
 
 REQUIRED = ("name", "input", "macs", "params")

@@ -1,7 +1,7 @@
 """Write model complexity into the warehouse: the shipped zoo table, fresh profiles, user imports.
 
-Imports no torch. Tables: model_complexity, model_ops, model_layers, zoo_models, model_aliases
-(dlwh/warehouse/sql/0003_models.sql).
+Imports neither torch nor duckdb (it works on the connection it is given). Tables: model_complexity,
+model_ops, model_layers, zoo_models, model_aliases (dlwh/warehouse/sql/0003_models.sql).
 """
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Iterator
 
-import duckdb
-
-from dlwh.errors import DlwhError
 from dlwh.models.complexity import MAC_OPERATORS
 from dlwh.models.registry import ALIASES, list_models
 from dlwh.models.table import read_zoo_table
 
 if TYPE_CHECKING:
+    import duckdb
+
     from dlwh.models.complexity import ModelProfile
 
 
@@ -159,11 +158,3 @@ def store_profile(con: duckdb.DuckDBPyConnection, prof: "ModelProfile") -> None:
                        [r.macs for r in prof.layers], [r.params for r in prof.layers]],
             )
 
-
-def ensure_models_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Raise a clear error when the warehouse lacks the model tables (opened without migrating)."""
-    found = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'model_complexity'"
-    ).fetchall()[0][0]
-    if not found:
-        raise DlwhError("this warehouse has no model tables; open it read-write once to migrate it")
