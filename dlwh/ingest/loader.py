@@ -105,7 +105,11 @@ def _read_head(path: Path) -> bytes:
 
 def _looks_binary(head: bytes) -> bool:
     if b"\x00" in head:
-        return True
+        # powermetrics -f plist separates its XML documents with NUL bytes: that is still text
+        parts = [part.strip() for part in head.split(b"\x00")]
+        if not any(parts) or not all(part.startswith((b"<?xml", b"<plist")) for part in parts if part):
+            return True
+        head = head.replace(b"\x00", b"")
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as err:
