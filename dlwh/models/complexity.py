@@ -16,7 +16,7 @@ whole total is kept beside it as ``fvcore_flops_per_sample``. Operators fvcore h
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Sequence
 
@@ -54,7 +54,6 @@ class ModelProfile:
     layers: list[LayerCount]
     unsupported_ops: dict[str, int]  # operator -> times it ran uncounted
     fvcore_version: str
-    notes: list[str] = field(default_factory=list)
 
     def top_layers(self, n: int = 10) -> list[LayerCount]:
         """The ``n`` layers with the most MACs."""
