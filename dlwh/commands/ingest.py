@@ -34,6 +34,8 @@ def register(app: typer.Typer) -> None:
         run_id: Optional[str] = typer.Option(None, "--run-id", help="Run id for files outside a run directory (default: <file stem>-<sha8>)."),
         tag: Optional[List[str]] = typer.Option(None, "--tag", help="key=value tag for the runs loaded (repeatable)."),
         fields: Optional[str] = typer.Option(None, "--fields", help="Field list of headerless nvidia-smi CSVs, as given to --query-gpu."),
+        gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU of summary files that do not name it (Zeus summary_power / profiles), e.g. A40."),
+        interval_s: Optional[float] = typer.Option(None, "--interval-s", help="Sampling interval (s) of logs without per-reading times (dmon, repeated ipmitool polls), used with --start."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would load; change nothing."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only failures and the summary."),
     ) -> None:
@@ -42,7 +44,8 @@ def register(app: typer.Typer) -> None:
         from dlwh.warehouse import open_warehouse, resolve_db_path
 
         options = IngestOptions(tz=tz, start=start, run_id=run_id, tags=parse_tags(tag), dry_run=dry_run,
-                                format_options={"fields": fields} if fields else {})
+                                format_options={k: v for k, v in (("fields", fields), ("gpu", gpu), ("interval_s", interval_s))
+                                                if v is not None})
         con = open_warehouse(db)
         progress = _progress() if is_tty() and not quiet else None
 
