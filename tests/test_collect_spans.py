@@ -256,3 +256,9 @@ def test_child_process_of_collector_env(tmp_path):
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
     (r,) = read_spans(tmp_path)
     assert r["kind"] == "epoch" and r["attrs"]["epoch"] == 1
+
+
+def test_anchor_round_trips_through_the_manifest():
+    a = take_anchor()
+    assert a.utc_ns % 1000 == 0
+    assert Anchor.from_manifest(a.to_manifest()) == a

@@ -59,7 +59,10 @@ def take_anchor(tries: int = 5) -> Anchor:
         if best is None or m1 - m0 < best[0]:
             best = (m1 - m0, (m0 + m1) // 2, utc)
     assert best is not None
-    return Anchor(mono_ns=best[1], utc_ns=best[2])
+    # shift both readings to a whole microsecond of UTC, so that the manifest's ISO time (which
+    # keeps microseconds) is the anchor exactly
+    sub = best[2] % 1000
+    return Anchor(mono_ns=best[1] - sub, utc_ns=best[2] - sub)
 
 
 def iso_utc(utc_ns: int) -> str:

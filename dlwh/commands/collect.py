@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, List, Optional
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from dlwh.commands._common import friendly_errors
 
@@ -25,6 +25,18 @@ class _DefaultRun(TyperGroup):
         if not args or args[0] not in self.commands:
             args = ["run", *args]
         return super().parse_args(ctx, args)
+
+
+class _UsageAsCollect(TyperCommand):
+    """Help shows ``dlwh collect [sweep] [OPTIONS] -- CMD [ARGS]...`` (``run`` is implied)."""
+
+    def get_usage(self, ctx: Any) -> str:
+        parent = ctx.parent.command_path if ctx.parent is not None else "dlwh collect"
+        sub = "" if self.name == "run" else f" {self.name}"
+        return f"Usage: {parent}{sub} [OPTIONS] -- CMD [ARGS]..."
+
+    def format_usage(self, ctx: Any, formatter: Any) -> None:
+        formatter.write(self.get_usage(ctx) + "\n")
 
 
 collect_app = typer.Typer(
@@ -54,11 +66,11 @@ TagOpt = typer.Option(None, "--tag", "-t", help="key=value stored in the manifes
 LayersOpt = typer.Option(False, "--layers", help="Ask the workload for per-layer spans (sets DLWH_LAYER_SPANS=1).")
 SaveOpt = typer.Option(False, "--save-output", help="Also copy the command's stdout/stderr to stdout.log/stderr.log.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
-CommandArg = typer.Argument(..., metavar="-- CMD [ARGS]...", help="The command to run, after --.",
+CommandArg = typer.Argument(..., metavar="CMD", help="The command to run and its arguments, after --.",
                             show_default=False)
 
 
-@collect_app.command("run", context_settings=CTX)
+@collect_app.command("run", cls=_UsageAsCollect, context_settings=CTX)
 @friendly_errors
 def run_cmd(
     command: List[str] = CommandArg,
@@ -72,8 +84,11 @@ def run_cmd(
 ) -> None:
     """Run CMD while recording; exit with CMD's exit code.
 
-    Example: dlwh collect --tag model=cnn -- python train.py. Ctrl-C or SIGTERM stops CMD and still
-    completes the run directory. Power-limit sweeps: dlwh collect sweep --help.
+    Example: dlwh collect --tag model=cnn -- python train.py
+
+    Ctrl-C or SIGTERM stops CMD and still completes the run directory.
+
+    Power-limit sweeps: dlwh collect sweep --help
     """
     from dlwh.collect.runner import collect
 
@@ -81,7 +96,7 @@ def run_cmd(
     raise typer.Exit(result.shell_exit_code)
 
 
-@collect_app.command("sweep", context_settings=CTX)
+@collect_app.command("sweep", cls=_UsageAsCollect, context_settings=CTX)
 @friendly_errors
 def sweep_cmd(
     command: List[str] = CommandArg,
@@ -99,8 +114,11 @@ def sweep_cmd(
 ) -> None:
     """Run CMD once per GPU power limit, recording each run (tagged power_limit_w).
 
-    Needs root. Limits outside a GPU's range are refused before anything runs, and the original
-    limits are restored afterwards, also after an error or Ctrl-C.
+    Example: sudo dlwh collect sweep --power-limits 200,300,400 -- python train.py
+
+    Needs root. Limits outside a GPU's range are refused before anything runs.
+
+    The original limits are restored afterwards, also after an error or Ctrl-C.
     """
     from dlwh.collect.sweep import parse_limits, sweep
 
