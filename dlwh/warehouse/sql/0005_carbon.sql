@@ -293,6 +293,13 @@ wp AS (
     SELECT w.*, p.zone, p.const_g_per_kwh, p.const_source, p.pue
     FROM windows w JOIN params p USING (run_id)
 ),
+zone_span AS (
+    SELECT zone, min(w_start) AS lo, max(w_end) AS hi FROM wp WHERE zone IS NOT NULL GROUP BY zone
+),
+periods AS (   -- only the intensity periods that overlap some window of their zone
+    SELECT ip.* FROM carbon_intensity_periods ip
+    JOIN zone_span z ON ip.zone = z.zone AND ip.valid_to > z.lo AND ip.valid_from <= z.hi
+),
 cuts AS (
     SELECT run_id, span_id, sensor_id, metric, zone, const_g_per_kwh, const_source, pue, w_start AS t FROM wp
     UNION
@@ -300,26 +307,41 @@ cuts AS (
     UNION
     SELECT wp.run_id, wp.span_id, wp.sensor_id, wp.metric, wp.zone, wp.const_g_per_kwh, wp.const_source, wp.pue,
            ip.valid_from
-    FROM wp JOIN carbon_intensity_periods ip
+    FROM wp JOIN periods ip
       ON ip.zone = wp.zone AND ip.valid_from > wp.w_start AND ip.valid_from < wp.w_end
     WHERE wp.const_g_per_kwh IS NULL
     UNION
     SELECT wp.run_id, wp.span_id, wp.sensor_id, wp.metric, wp.zone, wp.const_g_per_kwh, wp.const_source, wp.pue,
            ip.valid_to
-    FROM wp JOIN carbon_intensity_periods ip
+    FROM wp JOIN periods ip
       ON ip.zone = wp.zone AND ip.valid_to > wp.w_start AND ip.valid_to < wp.w_end
     WHERE wp.const_g_per_kwh IS NULL
 ),
+-- E(t) at every cut: the as-of sample (latest ts <= t) found with a window over cuts and samples in one
+-- order (an ASOF JOIN's plan depends on DuckDB's row estimates; a window does not).
+merged AS (
+    SELECT run_id, span_id, sensor_id, metric, zone, const_g_per_kwh, const_source, pue, t, 1 AS is_cut,
+           CAST(NULL AS STRUCT(ts TIMESTAMP, cum DOUBLE, p DOUBLE, nts TIMESTAMP, np DOUBLE, st DOUBLE, gap BOOLEAN)) AS c
+    FROM cuts
+    UNION ALL
+    SELECT NULL, NULL, c.sensor_id, c.metric, NULL, NULL, NULL, NULL, c.ts, 0,
+           {'ts': c.ts, 'cum': c.cum_energy_j, 'p': c.power_w, 'nts': c.next_ts, 'np': c.next_power_w,
+            'st': c.step_s, 'gap': c.is_gap}
+    FROM power_cumulative c
+    WHERE c.sensor_id IN (SELECT DISTINCT sensor_id FROM cuts)
+),
+as_of AS (
+    SELECT *, last_value(c IGNORE NULLS) OVER (
+                  PARTITION BY sensor_id, metric ORDER BY t, is_cut ROWS UNBOUNDED PRECEDING) AS a
+    FROM merged
+),
 energy_at AS (
-    SELECT k.*,
-           CASE WHEN c.ts IS NULL THEN 0.0
-                WHEN c.next_ts IS NULL OR c.is_gap OR c.step_s = 0 THEN c.cum_energy_j
-                ELSE c.cum_energy_j + epoch(k.t - c.ts) *
-                     (c.power_w + (c.power_w + (c.next_power_w - c.power_w) * epoch(k.t - c.ts) / c.step_s)) / 2
+    SELECT run_id, span_id, sensor_id, metric, zone, const_g_per_kwh, const_source, pue, t,
+           CASE WHEN a IS NULL THEN 0.0
+                WHEN a.nts IS NULL OR a.gap OR a.st = 0 THEN a.cum
+                ELSE a.cum + epoch(t - a.ts) * (a.p + (a.p + (a.np - a.p) * epoch(t - a.ts) / a.st)) / 2
            END AS e_j
-    FROM cuts k
-    ASOF LEFT JOIN power_cumulative c
-      ON c.sensor_id = k.sensor_id AND c.metric = k.metric AND k.t >= c.ts
+    FROM as_of WHERE is_cut = 1
 ),
 pieces AS (
     SELECT run_id, span_id, sensor_id, metric, zone, const_g_per_kwh, const_source, pue,
@@ -341,13 +363,28 @@ yearly AS (
         PARTITION BY zy.zone, zy.yr
         ORDER BY (y.zone = zy.zone) DESC, (y.year <= zy.yr) DESC, abs(y.year - zy.yr)) = 1
 ),
+piece_rows AS (
+    SELECT *, 1 AS is_piece,
+           CAST(NULL AS STRUCT(vf TIMESTAMP, vt TIMESTAMP, g DOUBLE, src VARCHAR)) AS ip
+    FROM pieces WHERE seg_end IS NOT NULL
+),
+-- the intensity period in force at each piece's start (as-of, by a window as above)
 looked_up AS (
-    SELECT p.*,
-           CASE WHEN p.seg_start < ip.valid_to THEN ip.intensity_g_per_kwh END AS series_g_per_kwh,
-           CASE WHEN p.seg_start < ip.valid_to THEN ip.intensity_source END AS series_source
-    FROM (SELECT * FROM pieces WHERE seg_end IS NOT NULL) p
-    ASOF LEFT JOIN carbon_intensity_periods ip
-      ON ip.zone = p.zone AND p.seg_start >= ip.valid_from
+    SELECT * EXCLUDE (ip, is_piece, ipa),
+           CASE WHEN seg_start < ipa.vt THEN ipa.g END AS series_g_per_kwh,
+           CASE WHEN seg_start < ipa.vt THEN ipa.src END AS series_source
+    FROM (
+        SELECT *, last_value(ip IGNORE NULLS) OVER (
+                      PARTITION BY zone ORDER BY seg_start, is_piece ROWS UNBOUNDED PRECEDING) AS ipa
+        FROM (
+            SELECT * FROM piece_rows
+            UNION ALL BY NAME
+            SELECT zone, valid_from AS seg_start, 0 AS is_piece,
+                   {'vf': valid_from, 'vt': valid_to, 'g': intensity_g_per_kwh, 'src': intensity_source} AS ip
+            FROM periods
+        )
+    )
+    WHERE is_piece = 1
 )
 SELECT l.run_id, l.span_id, l.sensor_id, l.metric, l.zone, l.pue,
        l.seg_start, l.seg_end, l.energy_j,
@@ -474,27 +511,38 @@ pairs AS (
       ON se.run_id = k.run_id AND se.kind = 'gpu'
      AND (k.device_index IS NULL OR se.device_index IS NULL OR se.device_index = k.device_index)
 ),
-at_start AS (
-    SELECT p.*,
-           CASE WHEN c.ts IS NULL THEN 0.0
-                WHEN c.next_ts IS NULL OR c.is_gap OR c.step_s = 0 THEN c.cum_energy_j
-                ELSE c.cum_energy_j + epoch(p.start_ts - c.ts) *
-                     (c.power_w + (c.power_w + (c.next_power_w - c.power_w) * epoch(p.start_ts - c.ts) / c.step_s)) / 2
-           END AS e_start_j
-    FROM pairs p
-    ASOF LEFT JOIN (SELECT * FROM power_cumulative WHERE metric = 'power') c
-      ON c.sensor_id = p.sensor_id AND p.start_ts >= c.ts
+points AS (   -- kernel starts and ends; E(t) as-of by a window (see carbon_segments)
+    SELECT run_id, kernel, device, sensor_id, start_ts, end_ts, row_number() OVER () AS call_id FROM pairs
+),
+merged AS (
+    SELECT call_id, sensor_id, start_ts AS t, 1 AS is_point, 'start' AS edge,
+           CAST(NULL AS STRUCT(ts TIMESTAMP, cum DOUBLE, p DOUBLE, nts TIMESTAMP, np DOUBLE, st DOUBLE, gap BOOLEAN)) AS c
+    FROM points
+    UNION ALL
+    SELECT call_id, sensor_id, end_ts, 1, 'end', NULL FROM points
+    UNION ALL
+    SELECT NULL, c.sensor_id, c.ts, 0, NULL,
+           {'ts': c.ts, 'cum': c.cum_energy_j, 'p': c.power_w, 'nts': c.next_ts, 'np': c.next_power_w,
+            'st': c.step_s, 'gap': c.is_gap}
+    FROM power_cumulative c
+    WHERE c.metric = 'power' AND c.sensor_id IN (SELECT DISTINCT sensor_id FROM points)
+),
+at_points AS (
+    SELECT call_id, edge,
+           CASE WHEN a IS NULL THEN 0.0
+                WHEN a.nts IS NULL OR a.gap OR a.st = 0 THEN a.cum
+                ELSE a.cum + epoch(t - a.ts) * (a.p + (a.p + (a.np - a.p) * epoch(t - a.ts) / a.st)) / 2
+           END AS e_j
+    FROM (SELECT *, last_value(c IGNORE NULLS) OVER (
+                        PARTITION BY sensor_id ORDER BY t, is_point ROWS UNBOUNDED PRECEDING) AS a
+          FROM merged)
+    WHERE is_point = 1
 ),
 at_end AS (
-    SELECT p.*,
-           CASE WHEN c.ts IS NULL THEN 0.0
-                WHEN c.next_ts IS NULL OR c.is_gap OR c.step_s = 0 THEN c.cum_energy_j
-                ELSE c.cum_energy_j + epoch(p.end_ts - c.ts) *
-                     (c.power_w + (c.power_w + (c.next_power_w - c.power_w) * epoch(p.end_ts - c.ts) / c.step_s)) / 2
-           END AS e_end_j
-    FROM at_start p
-    ASOF LEFT JOIN (SELECT * FROM power_cumulative WHERE metric = 'power') c
-      ON c.sensor_id = p.sensor_id AND p.end_ts >= c.ts
+    SELECT p.*, s.e_j AS e_start_j, e.e_j AS e_end_j
+    FROM points p
+    JOIN at_points s ON s.call_id = p.call_id AND s.edge = 'start'
+    JOIN at_points e ON e.call_id = p.call_id AND e.edge = 'end'
 ),
 energy AS (
     SELECT run_id, kernel, device, sum(e_end_j - e_start_j) AS gpu_energy_j, count(DISTINCT sensor_id) AS n_gpu_sensors,
