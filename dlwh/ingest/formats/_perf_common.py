@@ -1,0 +1,461 @@
+"""What the three `perf stat` parsers share: numbers, the `# started on` line, runs, anchoring, RAPL.
+
+Each parser (``perf_stat_csv``, ``perf_stat_text``, ``perf_stat_json``) turns its file into one
+DataFrame of event rows (see ``ROW_COLUMNS``) and hands it to ``build_trace``, which does the rest the
+same way for all three:
+
+Runs. A file may hold several perf runs appended to each other (``perf stat -o f --append``, or
+output of several commands pasted together). A new run starts at every ``# started on`` line (and,
+in text output, every ``Performance counter stats for`` header), where ``-I`` times go backwards, and
+where output switches between ``-I`` and totals. In a file without such markers (CSV and JSON
+totals), a new run starts where an event (on the same CPU/socket) repeats. Runs are numbered 0, 1, …
+in file order (``counters.perf_run``).
+
+Time. ``-I`` rows carry the end of their interval in seconds since perf started; ``interval_s`` is
+the time since the previous interval of the same run (the first interval: its own time). Rows
+without ``-I`` are one total per event; their ``interval_s`` is the run's elapsed time: the
+``seconds time elapsed`` line in text output; in CSV and JSON, which print no elapsed time, it is
+estimated as ``cpu-clock``/``task-clock`` msec ÷ its ``CPUs utilized`` metric where printed, else the
+shortest counter running time of the run (the run time column; for ``-a`` runs on several sockets
+without ``--per-socket`` this is a multiple of the elapsed time), and a note says which.
+
+Anchor. Times become UTC with an anchor per run. ``--start`` wins: it anchors the first run, and later
+runs that have their own ``# started on`` line keep their distance to the first run's line (runs
+without one get the ``--start`` time too). Otherwise a run's own ``# started on`` line (local time,
+read in ``ctx.tz``) is used, else ``start_utc`` of the ``run.json`` beside the file. ``-I`` output
+without any anchor is refused (ParseError saying how to anchor it). Totals without an anchor still
+load: their counters get a NULL ``ts``; their RAPL energy stays in ``counters`` only (samples need a
+time) and a note says so. ``ts`` is anchor + interval end (``-I``) or anchor + elapsed (totals).
+
+RAPL. Events ``energy-pkg``, ``energy-cores`` (also AMD's per-core ``energy-core``), ``energy-gpu``,
+``energy-ram`` and ``energy-psys`` (normally ``power/energy-*/``, in Joules) also become sensors
+(key ``perf:[runN:][CPU/socket:]energy-pkg``, one per domain and per CPU/socket where perf splits
+them; the ``runN:`` part only when the file holds several runs, so that runs stay apart) with two
+samples per interval: ``energy`` (J over the interval, ``ts`` = interval end, ``duration_s`` = interval
+length) and ``power`` (energy ÷ interval length, in W) placed at the interval's MIDPOINT
+(``ts - interval/2``, ``duration_s`` = interval length). The energy views integrate power with the
+trapezoidal rule between samples and never extrapolate past the first or last sample, so each run
+(per sensor) also gets two edge power samples with ``duration_s`` NULL: the first interval's average
+power at that interval's start and the last interval's average at its end. With averages at the
+midpoints plus these edges, the trapezoids reproduce perf's Joules exactly for equal intervals (off
+by a quarter of the second difference of neighbouring interval lengths otherwise), and a run
+without ``-I`` (one total) integrates to its total over its elapsed time instead of to nothing.
+``run_energy.reported_energy_j`` carries perf's own sum beside the integral.
+
+Values. ``<not counted>`` and ``<not supported>`` become NULL values with ``reason`` 'not counted' /
+'not supported'. ``pmu`` is the prefix before the first ``/`` of the event name (``cpu_core``,
+``cpu_atom``, ``power``, ``uncore_imc``), NULL for plain events, so hybrid core and atom events stay
+apart.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from dlwh.errors import ParseError
+from dlwh.ingest.timeutil import local_to_utc
+from dlwh.metrics import unit_of
+from dlwh.ingest.trace import IngestContext, Trace
+
+# Columns of the event-row frame each parser builds (one row per printed event value):
+#   line (1-based int), seg (count of run markers before the row), t (interval end in s, NaN
+#   without -I), cpu (label or None), value (float, NaN for not counted/supported), reason,
+#   unit (None if empty), event, run_time_ns (float), enabled_pct (float), metric_value (float),
+#   metric_unit (str or None)
+ROW_COLUMNS = ("line", "seg", "t", "cpu", "value", "reason", "unit", "event", "run_time_ns",
+               "enabled_pct", "metric_value", "metric_unit")
+
+NOT_COUNTED = {"<not counted>": "not counted", "<not supported>": "not supported"}
+
+# RAPL domain (as in the event name) -> sensor kind
+RAPL_KINDS: dict[str, str] = {
+    "pkg": "cpu_package",
+    "cores": "cpu_cores",
+    "core": "cpu_cores",
+    "gpu": "cpu_gpu",
+    "ram": "dram",
+    "psys": "psys",
+}
+_RAPL_EVENT_PD = r"(?:^|/)energy-(pkg|cores|core|gpu|ram|psys)(?:/|$)"
+JOULE_UNITS = ("Joules", "J", "joules")
+
+_STARTED_ON_TEXT = re.compile(r"^[ \t]*#[ \t]*started on[ \t]+(.*\S)[ \t]*$", re.M)
+_MONTHS = {m: i for i, m in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
+_CTIME = re.compile(r"^(?:[A-Za-z]{3}\s+)?([A-Za-z]{3})\s+(\d{1,2})\s+(\d{1,2}):(\d{2}):(\d{2})\s+(\d{4})$")
+
+ANCHOR_HINT = ("pass --start with the time perf started (ISO 8601, e.g. --start 2024-10-30T18:42:33; naive = "
+               "the --tz zone), or keep the file next to its run.json, or record with perf stat -o FILE "
+               "(it writes a '# started on' line)")
+
+
+def started_on_in_text(text: str) -> pd.DataFrame:
+    """The ``# started on <ctime>`` lines of a whole file: columns line (1-based) and local (naive datetime).
+
+    Found by one regex over the text (a few matches; line numbers counted between them).
+    Raises ParseError for a ``# started on`` line whose date cannot be read.
+    """
+    out = []
+    line, pos = 1, 0
+    if "started on" not in text:
+        return pd.DataFrame(out, columns=["line", "local"])
+    for match in _STARTED_ON_TEXT.finditer(text):
+        line += text.count("\n", pos, match.start())
+        pos = match.start()
+        local = parse_ctime(match.group(1))
+        if local is None:
+            raise ParseError(f"'# started on {match.group(1)}' is not a date like 'Mon Oct 30 18:42:33 2024'",
+                             line=line)
+        out.append((line, local))
+    return pd.DataFrame(out, columns=["line", "local"])
+
+
+def parse_ctime(text: str) -> datetime | None:
+    """'Fri May 16 23:03:33 2025' (C locale ctime, as perf writes it) → naive datetime, or None."""
+    match = _CTIME.match(" ".join(text.split()))
+    if not match:
+        return None
+    month = _MONTHS.get(match.group(1).lower())
+    if month is None:
+        return None
+    day, hh, mm, ss, year = (int(match.group(i)) for i in (2, 3, 4, 5, 6))
+    try:
+        return datetime(year, month, day, hh, mm, ss)
+    except ValueError:
+        return None
+
+
+def segments(row_lines: np.ndarray, marker_lines: np.ndarray) -> np.ndarray:
+    """For each row line: how many run markers (sorted line numbers) come before it."""
+    return np.searchsorted(np.sort(marker_lines), row_lines, side="left")
+
+
+def codes_of(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """(integer code per row, -1 for null; the distinct values) without touching every string twice."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.cat.codes.to_numpy(dtype=np.int64), pd.Series(values.cat.categories, dtype=object)
+    codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
+    return codes, pd.Series(uniques, dtype=object)
+
+
+def by_unique(values: pd.Series, func) -> pd.Series:
+    """``func`` applied to the distinct values only (events, units, labels repeat a lot), spread back.
+
+    ``func`` takes and returns a Series over the distinct non-null values; nulls map to None.
+    """
+    codes, uniques = codes_of(values)
+    if len(uniques) == 0:
+        return pd.Series([None] * len(values), index=values.index, dtype=object)
+    mapped = _none_for_nan(func(uniques.astype(str))).to_numpy(dtype=object)
+    out = np.append(mapped, None)[np.where(codes < 0, len(mapped), codes)]
+    return pd.Series(out, index=values.index, dtype=object)
+
+
+def _none_for_nan(series: pd.Series) -> pd.Series:
+    return series.astype(object).where(series.notna(), None)
+
+
+def pmu_of(events: pd.Series) -> pd.Series:
+    """'cpu_core/cycles/' → 'cpu_core'; 'cycles' → None."""
+    return by_unique(events, lambda u: _none_for_nan(u.str.extract(r"^([^/\s]+)/", expand=False)))
+
+
+def rapl_domain(events: pd.Series) -> pd.Series:
+    """'power/energy-pkg/' → 'pkg'; other events → None."""
+    return by_unique(events, lambda u: _none_for_nan(u.str.extract(_RAPL_EVENT_PD, expand=False)))
+
+
+def reasons_and_values(raw: pd.Series, numbers: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """``<not counted>``/``<not supported>`` → (reason, NaN); other entries keep their number."""
+    stripped = raw.str.strip()
+    reason = stripped.map(NOT_COUNTED)
+    reason = reason.astype(object).where(reason.notna(), None)
+    return reason, numbers.where(reason.isna())
+
+
+def _ns_delta(seconds: pd.Series) -> pd.Series:
+    """Seconds (float) → timedelta, rounded to the nanosecond."""
+    return pd.to_timedelta(np.round(seconds.to_numpy(dtype="float64") * 1e9), unit="ns")
+
+
+def _estimate_elapsed(rows: pd.DataFrame, run: pd.Series) -> tuple[pd.Series, list[str]]:
+    """Per run (index: perf_run) the elapsed seconds of a run without -I, and how it was found."""
+    notes: list[str] = []
+    ev = by_unique(rows["event"], lambda u: u.str.replace(r"^[^/]+/(.*)/$", r"\1", regex=True))
+    util = by_unique(rows["metric_unit"], lambda u: u.str.contains("CPUs utilized", regex=False))
+    clock = ev.isin(["cpu-clock", "task-clock"]) & util.eq(True) & (rows["metric_value"] > 0) & (rows["value"] > 0)
+    unit = rows["unit"]
+    scale = np.where(unit.eq("msec"), 1e-3, np.where(unit.eq("usec"), 1e-6, np.where(unit.eq("nsec"), 1e-9, np.nan)))
+    from_clock = (rows["value"] * scale / rows["metric_value"]).where(clock)
+    by_clock = from_clock.groupby(run).first()
+    pct = rows["enabled_pct"]
+    enabled = (rows["run_time_ns"] * 100.0 / pct).where(pct > 0, rows["run_time_ns"]) / 1e9
+    by_runtime = enabled.where(enabled > 0).groupby(run).min()
+    elapsed = by_clock.combine_first(by_runtime)
+    if by_clock.notna().any():
+        notes.append("run length of totals (no -I) estimated as cpu-clock/task-clock ÷ 'CPUs utilized'")
+    if (by_clock.isna() & by_runtime.notna()).any():
+        notes.append("run length of totals (no -I) estimated from the shortest counter running time "
+                     "(perf prints no elapsed time in this mode)")
+    return elapsed, notes
+
+
+def build_trace(ctx: IngestContext, name: str, rows: pd.DataFrame, *, starts: pd.DataFrame | None = None,
+                elapsed: pd.DataFrame | None = None, split_repeats: bool = False,
+                notes: list[str] | None = None, warnings: list[str] | None = None) -> Trace:
+    """Event rows (ROW_COLUMNS, in file order) → counters, RAPL sensors and samples.
+
+    ``starts``: '# started on' lines (columns line, local). ``elapsed``: 'seconds time elapsed' lines
+    (columns line, seconds), each closing the run of the rows before it. ``split_repeats``: start a
+    new run where a (cpu, event) repeats in totals output (formats without run headers).
+    """
+    notes = list(notes or [])
+    warnings = list(warnings or [])
+    if rows.empty:
+        raise ParseError("no perf stat counter lines found")
+    rows = rows.reset_index(drop=True)
+    n = len(rows)
+    t = rows["t"].astype("float64")
+    has_t = t.notna()
+    seg = rows["seg"].to_numpy()
+    new = np.zeros(n, dtype=bool)
+    new[0] = True
+    new[1:] = (seg[1:] != seg[:-1]) | (has_t.to_numpy()[1:] != has_t.to_numpy()[:-1]) | (
+        has_t.to_numpy()[1:] & (t.to_numpy()[1:] < t.to_numpy()[:-1]))
+    block = pd.Series(np.cumsum(new) - 1)
+    if split_repeats and (~has_t).any():
+        cpu_code = codes_of(rows["cpu"])[0]
+        event_code = codes_of(rows["event"])[0]
+        occ = pd.Series(0, index=rows.index).groupby([block, cpu_code, event_code], sort=False).cumcount()
+        sub = occ.where(~has_t, 0).groupby(block).cummax()
+    else:
+        sub = pd.Series(0, index=rows.index)
+    run = pd.Series(pd.factorize(block * (n + 1) + sub)[0], index=rows.index)
+    n_runs = int(run.max()) + 1
+
+    # -- interval lengths ---------------------------------------------------------------------
+    first_of_time = has_t & ((t != t.shift()) | (run != run.shift()))
+    times = t[first_of_time]
+    step = (times - times.groupby(run[first_of_time]).shift()).fillna(times)
+    interval = step.reindex(rows.index).where(has_t)
+    interval = interval.groupby(run).ffill().where(has_t)
+    run_elapsed = pd.Series(np.nan, index=range(n_runs))
+    if elapsed is not None and len(elapsed):
+        idx = np.searchsorted(rows["line"].to_numpy(), elapsed["line"].to_numpy(), side="left") - 1
+        ok = idx >= 0
+        runs_of = run.to_numpy()[idx[ok]]
+        run_elapsed = pd.Series(elapsed["seconds"].to_numpy()[ok], index=runs_of).groupby(level=0).last() \
+            .reindex(range(n_runs))
+    totals = ~has_t
+    if totals.any():
+        missing = run_elapsed.isna() & totals.groupby(run).any().reindex(range(n_runs), fill_value=False)
+        if missing.any():
+            pick = totals & run.map(missing).astype(bool)
+            estimate, how = _estimate_elapsed(rows[pick], run[pick])
+            if len(estimate.dropna()):
+                run_elapsed = run_elapsed.combine_first(estimate)
+                notes.extend(how)
+        unknown = sorted(set(run[totals & run.map(run_elapsed).isna()].tolist()))
+        if unknown:
+            notes.append(f"perf run(s) {', '.join(map(str, unknown))}: no elapsed time printed, so no ts "
+                         "and no interval_s for their totals")
+        interval = interval.where(has_t, run.map(run_elapsed))
+    offset = t.where(has_t, run.map(run_elapsed))  # seconds from perf's start to the row's ts
+
+    # -- anchors ------------------------------------------------------------------------------
+    anchors = _anchors(ctx, rows, run, n_runs, starts, notes)
+    anchor = run.map(anchors)
+    unanchored_i = has_t & anchor.isna()
+    if unanchored_i.any():
+        first = int(rows.loc[unanchored_i.idxmax(), "line"])
+        raise ParseError("perf stat -I times count from when perf started and nothing says when that was; "
+                         + ANCHOR_HINT, line=first)
+    ts = pd.to_datetime(anchor) + _ns_delta(offset)
+    ts = pd.Series(ts, index=rows.index).dt.round("us")  # the warehouse keeps microseconds
+    if (totals & anchor.isna()).any():
+        notes.append("no start time: totals (no -I) have no ts; " + ANCHOR_HINT)
+
+    counters = pd.DataFrame({
+        "perf_run": run.astype("int32"),
+        "ts": ts,
+        "interval_s": interval.astype("float64"),
+        "cpu": rows["cpu"],
+        "pmu": pmu_of(rows["event"]),
+        "event": rows["event"],
+        "value": rows["value"].astype("float64"),
+        "unit": rows["unit"],
+        "reason": rows["reason"],
+        "run_time_ns": pd.array(rows["run_time_ns"].round(), dtype="Int64"),
+        "enabled_pct": rows["enabled_pct"].astype("float64"),
+    })
+    if n_runs > 1:
+        notes.append(f"{n_runs} perf runs in this file (counters.perf_run 0..{n_runs - 1})")
+    sensors, samples = _rapl(rows, counters, n_runs, notes, warnings)
+    return Trace(format=name, counters=counters, sensors=sensors, samples=samples, notes=notes,
+                 warnings=warnings)
+
+
+def _anchors(ctx: IngestContext, rows: pd.DataFrame, run: pd.Series, n_runs: int,
+             starts: pd.DataFrame | None, notes: list[str]) -> pd.Series:
+    """UTC start (naive datetime64) per run, NaT where nothing anchors it."""
+    file_start = pd.Series(pd.NaT, index=range(n_runs), dtype="datetime64[ns]")
+    if starts is not None and len(starts):
+        utc = local_to_utc(pd.Series(pd.to_datetime(starts["local"]).astype("datetime64[ns]")), ctx.tz)
+        # a start line belongs to the first row after it; rows separate runs, so the last line wins
+        idx = np.searchsorted(rows["line"].to_numpy(), starts["line"].to_numpy(), side="left")
+        ok = idx < len(rows)
+        for pos, when in zip(idx[ok], utc.to_numpy()[ok]):  # one per run: few
+            file_start[int(run.iloc[pos])] = when
+        notes.append(f"'# started on' read as local time in {ctx.tz_name} ({ctx.tz_source})")
+    anchors = file_start.copy()
+    if ctx.start_utc is not None and ctx.start_source == "--start":
+        base = pd.Timestamp(ctx.start_utc)
+        if pd.notna(file_start.iloc[0]):
+            anchors = (file_start + (base - file_start.iloc[0])).fillna(base)
+        else:
+            anchors = pd.Series(base, index=range(n_runs), dtype="datetime64[ns]")
+        notes.append(f"anchored at {base.isoformat()} UTC from --start")
+    elif ctx.start_utc is not None:
+        source = ctx.start_source or "run.json"
+        used = anchors.isna()
+        anchors = anchors.fillna(pd.Timestamp(ctx.start_utc))
+        if used.any():
+            notes.append(f"anchored at {pd.Timestamp(ctx.start_utc).isoformat()} UTC from {source}"
+                         + (" (runs without their own '# started on' line)" if not used.all() else ""))
+    if n_runs > 1 and anchors.notna().all() and anchors.duplicated().any():
+        notes.append("several runs share one start time (nothing in the file says when each began)")
+    return anchors
+
+
+def _rapl(rows: pd.DataFrame, counters: pd.DataFrame, n_runs: int, notes: list[str],
+          warnings: list[str]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """RAPL energy rows → (sensors, samples); None, None where the file has none placed in time."""
+    domain = rapl_domain(counters["event"])
+    is_rapl = domain.notna()
+    if not is_rapl.any():
+        return None, None
+    unit = counters["unit"]
+    wrong_unit = is_rapl & unit.notna() & ~unit.isin(JOULE_UNITS)
+    if wrong_unit.any():
+        at = wrong_unit.idxmax()
+        warnings.append(f"RAPL event {counters.loc[at, 'event']} is in {unit[at]!r}, not Joules: "
+                        "kept in counters only")
+        is_rapl &= ~wrong_unit
+    placed = is_rapl & counters["ts"].notna()
+    if (is_rapl & ~placed).any():
+        warnings.append(f"{int((is_rapl & ~placed).sum())} RAPL energy readings have no time (no start time "
+                        "or no elapsed time) and are kept in counters only, not as energy samples")
+    if not placed.any():
+        return None, None
+    r = counters[placed]
+    # one sensor per (run if several, CPU/socket label, domain): keys built once per sensor
+    parts = pd.DataFrame({"run": r["perf_run"].to_numpy() if n_runs > 1 else 0,
+                          "cpu": _none_for_nan(r["cpu"].astype(object)).fillna("").to_numpy(dtype=object),
+                          "dom": domain[placed].to_numpy(dtype=object)}, index=r.index)
+    sensor_no = parts.groupby(["run", "cpu", "dom"], sort=False).ngroup()
+    sensors = parts.drop_duplicates(["run", "cpu", "dom"]).copy()
+    sensors["ngroup"] = sensor_no[sensors.index]
+    sensors = sensors.sort_values("ngroup")
+    keys = ["perf:" + (f"run{run}:" if n_runs > 1 else "") + (f"{cpu}:" if cpu else "") + f"energy-{dom}"
+            for run, cpu, dom in zip(sensors["run"], sensors["cpu"], sensors["dom"])]  # per sensor: few
+    names = [f"energy-{dom}" + (f" {cpu}" if cpu else "") + (f" (perf run {run})" if n_runs > 1 else "")
+             for run, cpu, dom in zip(sensors["run"], sensors["cpu"], sensors["dom"])]
+    socket = sensors["cpu"].astype(str).str.extract(r"^S(\d+)", expand=False)
+    key = pd.Series(np.asarray(keys, dtype=object)[sensor_no.to_numpy()], index=r.index)
+    sensors = pd.DataFrame({
+        "sensor_key": keys,
+        "kind": sensors["dom"].map(RAPL_KINDS).to_numpy(),
+        "name": names,
+        "device_index": pd.array(pd.to_numeric(socket, errors="coerce"), dtype="Int64"),
+        "device_uuid": None,
+        "device_name": None,
+        "tool": "perf",
+    })
+    iv = r["interval_s"]
+    energy = pd.DataFrame({"sensor_key": key, "ts": r["ts"], "metric": "energy", "unit": unit_of("energy"),
+                           "value": r["value"], "duration_s": iv})
+    power = pd.DataFrame({"sensor_key": key, "ts": r["ts"] - _ns_delta(iv / 2).to_numpy(),
+                          "metric": "power", "unit": unit_of("power"),
+                          "value": (r["value"] / iv).where(iv > 0), "duration_s": iv})
+    # the run's edges: the first interval's average at its start, the last one's at its end, so
+    # that the trapezoids cover the whole run and add up to perf's Joules (duration_s NULL marks them)
+    ordered = pd.DataFrame({"sensor_key": key, "start": r["ts"] - _ns_delta(iv).to_numpy(), "end": r["ts"],
+                            "value": power["value"]}).dropna(subset=["start"])
+    head = ordered.groupby("sensor_key", sort=False).head(1)
+    tail = ordered.groupby("sensor_key", sort=False).tail(1)
+    edges = pd.concat([
+        pd.DataFrame({"sensor_key": head["sensor_key"], "ts": head["start"], "value": head["value"]}),
+        pd.DataFrame({"sensor_key": tail["sensor_key"], "ts": tail["end"], "value": tail["value"]}),
+    ], ignore_index=True).assign(metric="power", unit=unit_of("power"), duration_s=np.nan)
+    samples = pd.concat([energy, power, edges[list(energy.columns)]], ignore_index=True)
+    samples = samples[samples["ts"].notna()]
+    samples["ts"] = samples["ts"].dt.round("us")
+    return sensors, samples
+
+
+# -- locale-aware numbers (text output) ------------------------------------------------------------
+GROUPING_SPACES = "\u00a0\u202f\u2009 '\u2019"
+
+
+def decimal_mark(*, elapsed: pd.Series, pct: pd.Series, values: pd.Series,
+                 metrics: pd.Series) -> tuple[str, str, list[str]]:
+    """The file's decimal separator ('.' or ','), what showed it, and conflicting evidence (if any).
+
+    Evidence, strongest first: the 'seconds time elapsed' numbers and the '(58,73%)' multiplexing
+    shares (never grouped); values holding both '.' and ',' (the last is decimal); values whose only
+    separator is followed by other than 3 digits (decimal: groups are always 3 digits); values with a
+    repeated separator (grouping, so the other is decimal); metric numbers after '#' (never grouped).
+    """
+    found: list[tuple[str, str]] = []
+
+    def first_sep(series: pd.Series, pattern: str) -> str | None:
+        marks = series.dropna().astype(str).str.extract(pattern, expand=False).dropna()
+        return str(marks.iloc[0]) if len(marks) else None
+
+    for series, pattern, what in (
+        (elapsed, r"\d([.,])\d", "the 'seconds time elapsed' line"),
+        (pct, r"\d([.,])\d", "the multiplexing percentages"),
+    ):
+        mark = first_sep(series, pattern)
+        if mark:
+            found.append((mark, what))
+    v = values.dropna().astype(str).str.replace(f"[{GROUPING_SPACES}]", "", regex=True)
+    both = v[v.str.contains(".", regex=False) & v.str.contains(",", regex=False)]
+    mark = first_sep(both, r"([.,])\d*$")
+    if mark:
+        found.append((mark, f"a value like {both.iloc[0]}"))
+    single = v[v.str.match(r"^\d+[.,](?:\d{1,2}|\d{4,})$")]
+    mark = first_sep(single, r"([.,])")
+    if mark:
+        found.append((mark, f"a value like {single.iloc[0]}"))
+    repeated = v[v.str.match(r"^\d{1,3}([.,])\d{3}(?:\1\d{3})+$")]
+    mark = first_sep(repeated, r"([.,])")
+    if mark:
+        found.append(("," if mark == "." else ".", f"digit grouping like {repeated.iloc[0]}"))
+    mark = first_sep(metrics, r"#\s*-?\d+([.,])\d")
+    if mark:
+        found.append((mark, "the metric numbers after '#'"))
+    if not found:
+        return ".", "no evidence either way; read as '.'", []
+    chosen, why = found[0]
+    conflicts = [f"{what} suggests '{m}'" for m, what in found[1:] if m != chosen]
+    return chosen, why, conflicts
+
+
+def locale_numbers(tokens: pd.Series, decimal: str) -> pd.Series:
+    """Locale-formatted numbers ('1,473.81', '39.293.025.980', '1\u202f473,81') → float (NaN if not)."""
+    grouping = ("," if decimal == "." else ".") + GROUPING_SPACES
+    clean = tokens.astype(str).str.replace(f"[{re.escape(grouping)}]", "", regex=True)
+    if decimal == ",":
+        clean = clean.str.replace(",", ".", regex=False)
+    return pd.to_numeric(clean, errors="coerce")
+
+
+def check_line_end(text: str, last_row_line: int | None, total_lines: int) -> None:
+    """ParseError when the file ends inside a counter line (no final newline after it)."""
+    if text and not text.endswith("\n") and last_row_line is not None and last_row_line == total_lines:
+        raise ParseError("last line has no line end (file truncated?); perf ends every line", line=total_lines)
