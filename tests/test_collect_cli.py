@@ -211,3 +211,17 @@ def test_python_m_entry_point_reports_unavailable_sources(tmp_path):
     assert names == {"nvml", "nvidia-smi", "perf", "ipmi", "powermetrics"}
     for u in m["unavailable_sources"]:
         assert f"source {u['name']} unavailable: " in err
+
+
+def test_ctrl_c_before_the_command_starts(tmp_path):
+    marker = tmp_path / "ran"
+
+    def log(msg: str) -> None:
+        if msg.startswith("recording into"):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    res = collect(["touch", str(marker)], out=tmp_path / "r", sources="nvml", log=log)
+    assert not marker.exists()
+    assert res.exit_code is None and res.shell_exit_code == 130
+    m = manifest(res.run_dir)
+    assert m["exit_code"] is None and m["end_utc"] is not None

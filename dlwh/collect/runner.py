@@ -79,12 +79,13 @@ class RunResult:
     sources: list[str]
     unavailable: list[dict[str, str]]
     interrupted: bool = False
+    signum: Optional[int] = None  # the first signal the collector received, if any
 
     @property
     def shell_exit_code(self) -> int:
         """The exit status a shell would report (128 + signal for a killed command)."""
-        if self.exit_code is None:
-            return 1
+        if self.exit_code is None:  # interrupted before the command started
+            return 128 + self.signum if self.signum else 1
         return 128 - self.exit_code if self.exit_code < 0 else self.exit_code
 
 
@@ -504,7 +505,7 @@ def collect(
         rec.log(f"done: {rec.run_dir} ({how}, {elapsed:.2f} s)")
     return RunResult(run_dir=rec.run_dir, run_id=rec.run_id, exit_code=exit_code,
                      manifest=rec.manifest, sources=[s.name for s in rec.sources],
-                     unavailable=rec.unavailable, interrupted=fw.interrupted)
+                     unavailable=rec.unavailable, interrupted=fw.interrupted, signum=fw.signum)
 
 
 @contextlib.contextmanager
