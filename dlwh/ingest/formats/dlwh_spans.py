@@ -54,7 +54,8 @@ def parse(ctx: IngestContext) -> Trace:
     })
     for edge in ("start", "end"):
         try:
-            out[f"{edge}_ts"] = pd.to_datetime(frame[f"{edge}_utc"], utc=True, format="ISO8601").dt.tz_localize(None)
+            out[f"{edge}_ts"] = (pd.to_datetime(frame[f"{edge}_utc"], utc=True, format="ISO8601")
+                                 .dt.tz_localize(None).astype("datetime64[ns]"))  # ns: the mono times below
         except (ValueError, TypeError) as err:
             raise ParseError(f"bad {edge}_utc time ({err})") from None
         mono = f"{edge}_mono_ns"
