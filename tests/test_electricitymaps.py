@@ -7,7 +7,6 @@ import threading
 import time
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -263,6 +262,8 @@ def test_base_url_from_environment_and_cli(con, db_path, server, runner, monkeyp
     (429, b'{"message": "Too many requests"}', {"Retry-After": "30"}, "rate limit reached (HTTP 429: Too many requests); wait 30 s"),
     (400, b'{"error": "zone XX does not exist"}', {}, "rejected the request (HTTP 400 for 127.0.0.1"),
     (502, b"<html>bad gateway</html>", {}, "server error (HTTP 502"),
+    (302, b"", {"Location": "http://elsewhere.example/v3/carbon-intensity/history"},
+     "redirected 127.0.0.1"),
     (200, b"<html>captive portal</html>", {}, "something that is not JSON"),
     (200, b'{"zone": "DE", "status": "ok"}', {}, "/history answer is not usable: no carbonIntensity, history"),
     (200, b'{"zone": "FR", "history": [{"carbonIntensity": 50, "datetime": "2021-08-18T13:00:00Z"}]}', {},

@@ -171,7 +171,7 @@ class Client:
         request = urllib.request.Request(url, headers={"auth-token": self.token, "Accept": "application/json",
                                                        "User-Agent": "dlwh"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            with _OPENER.open(request, timeout=self.timeout_s) as response:
                 body = response.read()
         except urllib.error.HTTPError as err:
             raise DlwhError(self._redact(_http_message(err, where))) from None
@@ -219,6 +219,16 @@ class Client:
         return answers
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are not followed: urllib would resend the auth-token header to the new host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D102 (urllib API)
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def _http_message(err: urllib.error.HTTPError, where: str) -> str:
     detail = ""
     try:
@@ -243,6 +253,10 @@ def _http_message(err: urllib.error.HTTPError, where: str) -> str:
         retry = err.headers.get("Retry-After") if err.headers else None
         wait = f"wait {retry} s" if retry else "wait a minute"
         return f"Electricity Maps rate limit reached (HTTP 429{said}); {wait} and retry, or fetch a shorter range"
+    if 300 <= code < 400:
+        target = err.headers.get("Location") if err.headers else None
+        return (f"Electricity Maps redirected {where} (HTTP {code}{' to ' + target if target else ''}); "
+                "redirects are not followed so the token stays with the API; pass the right --api-url")
     if code == 404:
         return f"Electricity Maps has no such resource (HTTP 404 for {where}{said}); check the zone key and --api-url"
     if 400 <= code < 500:
