@@ -19,9 +19,12 @@ from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "nvprof-metrics"
 
-_METRIC_HUMAN = re.compile(r"^\s*Invocations\s+Metric Name\s+Metric Description\s+Min\s+Max\s+Avg\s*$")
-_EVENT_HUMAN = re.compile(r"^\s*Invocations\s+Event Name\s+Min\s+Max\s+Avg(?:\s+Total)?\s*$")
-_METRIC_CSV = re.compile(r'^"Device","Kernel","Invocations","(?:Metric Name","Metric Description|Event Name)",')
+_METRIC_HUMAN = re.compile(r"^[ \t]*Invocations[ \t]+Metric Name[ \t]+Metric Description[ \t]+Min[ \t]+Max[ \t]+Avg[ \t\r]*$",
+                           re.MULTILINE)
+_EVENT_HUMAN = re.compile(r"^[ \t]*Invocations[ \t]+Event Name[ \t]+Min[ \t]+Max[ \t]+Avg(?:[ \t]+Total)?[ \t\r]*$",
+                          re.MULTILINE)
+_METRIC_CSV = re.compile(r'^"Device","Kernel","Invocations","(?:Metric Name","Metric Description|Event Name)",',
+                         re.MULTILINE)
 _VALUE = r"(?:[A-Za-z]+ \(\d+\)|\S+)"
 _METRIC_ROW = re.compile(rf"^\s*(?P<inv>\d+)\s+(?P<metric>\S+)\s+(?P<desc>.*?)\s+(?P<min>{_VALUE})\s+"
                          rf"(?P<max>{_VALUE})\s+(?P<avg>{_VALUE})\s*$")
@@ -34,7 +37,7 @@ _LEVEL = re.compile(r"^(?P<word>[A-Za-z]+) \((?P<n>\d+)\)$")
 
 def sniff(head: str, path: Path) -> bool:
     """A metric or event result header (human or CSV) from nvprof."""
-    return any(p.match(line) for line in head.splitlines() for p in (_METRIC_HUMAN, _EVENT_HUMAN, _METRIC_CSV))
+    return any(p.search(head) for p in (_METRIC_HUMAN, _EVENT_HUMAN, _METRIC_CSV))
 
 
 def values(text: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -49,37 +52,43 @@ def values(text: pd.Series) -> tuple[pd.Series, pd.Series]:
     return number, unit
 
 
-def _human(lines: list[str], header_at: int, events: bool) -> pd.DataFrame:
-    rows, device, kernel = [], None, None
-    row_re = _EVENT_ROW if events else _METRIC_ROW
-    for i in range(header_at + 1, len(lines)):
-        line = lines[i]
-        if not line.strip() or line.startswith("=="):
-            break
-        if (m := _DEVICE.match(line)):
-            device, kernel = m.group("device"), None
-            continue
-        if (m := _KERNEL.match(line)):
-            kernel = m.group("kernel")
-            continue
-        m = row_re.match(line)
-        if m is None:
-            raise ParseError("metric row not of the form 'Invocations Name [Description] Min Max Avg'", line=i + 1)
-        if kernel is None:
-            raise ParseError("metric row before any 'Kernel:' line", line=i + 1)
-        found = m.groupdict()
-        rows.append({"line": i + 1, "device": device, "kernel": kernel, "invocations": found["inv"],
-                     "metric": found["metric"], "description": found.get("desc"),
-                     "min_text": found["min"], "max_text": found["max"], "avg_text": found["avg"]})
-    if not rows:
+def _human(lines: list[str], breaks: np.ndarray, header_at: int, events: bool) -> pd.DataFrame:
+    """Rows under a human metric/event header; 'Device "..."' and 'Kernel: ...' lines name what follows."""
+    from dlwh.ingest.formats.nvprof_trace import table_end
+
+    end = table_end(breaks, header_at + 1)
+    sec = pd.Series(lines[header_at + 1:end], dtype=object).str.rstrip("\r")
+    if sec.empty:
         raise ParseError("no rows under the metric header", line=header_at + 2)
-    return pd.DataFrame(rows)
+    number = pd.Series(np.arange(header_at + 2, header_at + 2 + len(sec)))
+    device = sec.str.extract(_DEVICE)["device"]
+    kernel = sec.str.extract(_KERNEL)["kernel"]
+    block = device.notna().cumsum()
+    kernel_in_force = kernel.groupby(block).ffill()
+    rows = sec.str.extract(_EVENT_ROW if events else _METRIC_ROW)
+    is_row = rows["inv"].notna() & device.isna() & kernel.isna()
+    unknown = ~is_row & device.isna() & kernel.isna()
+    if unknown.any():
+        i = int(unknown.to_numpy().argmax())
+        raise ParseError("metric row not of the form 'Invocations Name [Description] Min Max Avg'", line=int(number[i]))
+    orphan = is_row & kernel_in_force.isna()
+    if orphan.any():
+        raise ParseError("metric row before any 'Kernel:' line", line=int(number[int(orphan.to_numpy().argmax())]))
+    if not is_row.any():
+        raise ParseError("no rows under the metric header", line=header_at + 2)
+    return pd.DataFrame({
+        "line": number[is_row].to_numpy(), "device": device.ffill()[is_row].to_numpy(),
+        "kernel": kernel_in_force[is_row].to_numpy(), "invocations": rows.loc[is_row, "inv"].to_numpy(),
+        "metric": rows.loc[is_row, "metric"].to_numpy(),
+        "description": rows.loc[is_row, "desc"].to_numpy() if "desc" in rows else None,
+        "min_text": rows.loc[is_row, "min"].to_numpy(), "max_text": rows.loc[is_row, "max"].to_numpy(),
+        "avg_text": rows.loc[is_row, "avg"].to_numpy()})
 
 
-def _csv(lines: list[str], header_at: int) -> pd.DataFrame:
-    end = header_at + 1
-    while end < len(lines) and lines[end].strip() and not lines[end].startswith("=="):
-        end += 1
+def _csv(lines: list[str], breaks: np.ndarray, header_at: int) -> pd.DataFrame:
+    from dlwh.ingest.formats.nvprof_trace import table_end
+
+    end = table_end(breaks, header_at + 1)
     try:
         frame = pd.read_csv(io.StringIO("\n".join(lines[header_at:end])), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, ValueError) as err:
@@ -94,16 +103,21 @@ def _csv(lines: list[str], header_at: int) -> pd.DataFrame:
         "min_text": frame["Min"], "max_text": frame["Max"], "avg_text": frame["Avg"]})
 
 
-def metric_table(lines: list[str]) -> pd.DataFrame | None:
-    """Every metric / event table in ``lines`` as kernel_metrics rows (None when there is none)."""
+def metric_table(text: str, lines: list[str] | None = None, breaks: np.ndarray | None = None) -> pd.DataFrame | None:
+    """Every metric / event table in ``text`` as kernel_metrics rows (None when there is none)."""
+    from dlwh.ingest.formats.nvprof_trace import header_lines, layout
+
+    if lines is None or breaks is None:
+        lines, breaks = layout(text)
+    found = sorted([(i, "csv") for i in header_lines(text, _METRIC_CSV, '"Device","Kernel","Invocations"')]
+                   + [(i, "metric") for i in header_lines(text, _METRIC_HUMAN, "Invocations")]
+                   + [(i, "event") for i in header_lines(text, _EVENT_HUMAN, "Invocations")])
     parts = []
-    for i, line in enumerate(lines):
-        if _METRIC_CSV.match(line):
-            parts.append(_csv(lines, i))
-        elif _METRIC_HUMAN.match(line):
-            parts.append(_human(lines, i, events=False))
-        elif _EVENT_HUMAN.match(line):
-            parts.append(_human(lines, i, events=True))
+    for i, kind in found:
+        if kind == "csv":
+            parts.append(_csv(lines, breaks, i))
+        else:
+            parts.append(_human(lines, breaks, i, events=(kind == "event")))
     if not parts:
         return None
     frame = pd.concat(parts, ignore_index=True)
@@ -127,10 +141,10 @@ def metric_table(lines: list[str]) -> pd.DataFrame | None:
 def parse(ctx: IngestContext) -> Trace:
     """All metric and event tables of the file."""
     text = ctx.read_text()
-    lines = text.splitlines()
-    if text and not text.endswith("\n") and lines and lines[-1].strip() and not lines[-1].startswith("=="):
-        raise ParseError("last line is incomplete (file truncated?)", line=len(lines))
-    table = metric_table(lines)
+    last = text.rsplit("\n", 1)[-1]
+    if text and not text.endswith("\n") and last.strip() and not last.startswith("=="):
+        raise ParseError("last line is incomplete (file truncated?)", line=text.count("\n") + 1)
+    table = metric_table(text)
     if table is None:
         raise ParseError("no nvprof metric or event table found")
     kernels = table["kernel"].nunique()

@@ -14,6 +14,7 @@ import re
 
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -26,11 +27,12 @@ TIME_S = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0}
 SIZE_B = {"B": 1.0, "KB": 1024.0, "MB": 1024.0 ** 2, "GB": 1024.0 ** 3, "TB": 1024.0 ** 4}
 RATE_BPS = {f"{k}/s": v for k, v in SIZE_B.items()}
 
-_TRACE_HUMAN = re.compile(r"^\s*Start\s+Duration\s+.*\bName\s*$", re.MULTILINE)
+_TRACE_HUMAN = re.compile(r"^[ \t]*Start[ \t]+Duration[ \t]+.*\bName[ \t\r]*$", re.MULTILINE)
 _TRACE_CSV = re.compile(r'^"Start","Duration",', re.MULTILINE)
-_SUMMARY_HUMAN = re.compile(r"^\s*(?:Type\s+)?Time\(%\)\s+Time\s+Calls\s+Avg\b.*\bName\s*$", re.MULTILINE)
+_SUMMARY_HUMAN = re.compile(r"^[ \t]*(?:Type[ \t]+)?Time\(%\)[ \t]+Time[ \t]+Calls[ \t]+Avg\b.*\bName[ \t\r]*$",
+                            re.MULTILINE)
 _SUMMARY_CSV = re.compile(r'^(?:"Type",)?"Time\(%\)","Time","Calls","Avg"', re.MULTILINE)
-_QUANTITY = re.compile(r"^(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?P<unit>[A-Za-z%/]*)$")
+_API_BANNER = re.compile(r"^==\d+== API calls:", re.MULTILINE)
 
 
 def sniff(head: str, path: Path) -> bool:
@@ -39,30 +41,29 @@ def sniff(head: str, path: Path) -> bool:
                 or _SUMMARY_HUMAN.search(head) or _SUMMARY_CSV.search(head))
 
 
-def quantity(text: pd.Series, scales: dict[str, float] | None = None) -> tuple[pd.Series, pd.Series]:
+_NUMBER_UNIT = r"^([-+]?(?:[0-9]+[.]?[0-9]*|[.][0-9]+)(?:[eE][-+]?[0-9]+)?)[ ]*([A-Za-z%/]*)$"
+_UNITS: dict[str, tuple[float, str]] = {
+    **{k: (v, "s") for k, v in TIME_S.items()}, **{k: (v, "B") for k, v in SIZE_B.items()},
+    **{k: (v, "B/s") for k, v in RATE_BPS.items()}, "%": (1.0, "%"), "": (1.0, ""),
+}
+
+
+def quantity(text: pd.Series) -> tuple[pd.Series, pd.Series]:
     """'454.89ms' / '5.6367GB/s' / '3.12%' / '1024' → (number scaled to its base unit, base unit).
 
-    Base units: s, B, B/s, % or '' (a count). '-' and '' give NULL. ``scales`` adds unit factors.
-    Unknown suffixes give NULL with the suffix kept as the unit.
+    Base units: s, B, B/s, % or '' (a count). '-' and '' give NULL; so does an unknown suffix (its
+    unit is then kept as printed). Runs in DuckDB (regexp_extract), fast for millions of rows.
     """
-    parts = text.fillna("").astype(str).str.strip().str.extract(_QUANTITY)
-    number = pd.to_numeric(parts["num"], errors="coerce")
-    unit = parts["unit"].fillna("")
-    factor = pd.Series(np.nan, index=text.index)
-    base = pd.Series(None, index=text.index, dtype="object")
-    table = {**{k: (v, "s") for k, v in TIME_S.items()}, **{k: (v, "B") for k, v in SIZE_B.items()},
-             **{k: (v, "B/s") for k, v in RATE_BPS.items()}, "%": (1.0, "%"), "": (1.0, "")}
-    for suffix, (f, b) in {**table, **{k: (v, k) for k, v in (scales or {}).items()}}.items():
-        hit = unit == suffix
-        factor[hit] = f
-        base[hit] = b
+    frame = pd.DataFrame({"t": text.to_numpy(dtype=object)})
+    with duckdb.connect() as con:
+        parts = con.execute(
+            "SELECT TRY_CAST(regexp_extract(trim(t), ?, 1) AS DOUBLE) AS num, regexp_extract(trim(t), ?, 2) AS unit "
+            "FROM frame", [_NUMBER_UNIT, _NUMBER_UNIT]).df()
+    number = pd.Series(parts["num"].to_numpy(), index=text.index)
+    unit = pd.Series(parts["unit"].to_numpy(dtype=object), index=text.index)
+    factor = unit.map({k: v[0] for k, v in _UNITS.items()})
+    base = unit.map({k: v[1] for k, v in _UNITS.items()}).where(factor.notna(), unit)
     return number * factor, base.where(number.notna(), None)
-
-
-def _triple(text: pd.Series) -> pd.DataFrame:
-    """'(4681 1 1)' → three integer columns (NULL for '-')."""
-    parts = text.fillna("").str.extract(r"\(\s*(\d+)\s+(\d+)\s+(\d+)\s*\)")
-    return parts.apply(pd.to_numeric, errors="coerce").astype("Int64")
 
 
 def _kind(name: pd.Series) -> pd.Series:
@@ -72,37 +73,90 @@ def _kind(name: pd.Series) -> pd.Series:
     return kind
 
 
-def _human_trace(lines: list[str], header_at: int) -> pd.DataFrame:
+def layout(text: str) -> tuple[list[str], np.ndarray]:
+    """The file's lines and, per line, whether it ends a table (blank or an '==PID==' banner)."""
+    lines = text.split("\n")
+    series = pd.Series(lines, dtype=object)
+    breaks = ((series.str.strip() == "") | series.str.startswith("==")).to_numpy(dtype=bool)
+    return lines, breaks
+
+
+def table_end(breaks: np.ndarray, first_row: int) -> int:
+    """Index of the first line at or after ``first_row`` that ends the table (or the number of lines)."""
+    rest = breaks[first_row:]
+    return first_row + int(rest.argmax()) if rest.any() else len(breaks)
+
+
+def header_lines(text: str, pattern: re.Pattern, keyword: str) -> list[int]:
+    """0-based numbers of the lines that contain ``keyword`` and match ``pattern`` (found with str.find)."""
+    found, pos, counted, newlines = [], 0, 0, 0
+    while (pos := text.find(keyword, pos)) != -1:
+        start = text.rfind("\n", 0, pos) + 1
+        stop = text.find("\n", pos)
+        line = text[start:stop if stop != -1 else len(text)]
+        if pattern.match(line):
+            newlines += text.count("\n", counted, start)
+            counted = start
+            found.append(newlines)
+        pos = stop if stop != -1 else len(text)
+    return found
+
+
+def _human_trace(lines: list[str], breaks: np.ndarray, header_at: int) -> pd.DataFrame:
     """Fixed-width rows under a human gpu-trace header (columns right-aligned to their header, Name left)."""
-    header = lines[header_at]
+    header = lines[header_at].rstrip("\r")
     spans = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+(?: \S+)*", header)]
     names = [s[2] for s in spans]
     if names[0] != "Start" or names[-1] != "Name":
         raise ParseError("gpu-trace header does not run from Start to Name", line=header_at + 1)
-    body = []
-    for i in range(header_at + 1, len(lines)):
-        if not lines[i].strip():
-            break
-        body.append(i)
-    if not body:
+    end = table_end(breaks, header_at + 1)
+    if end == header_at + 1:
         raise ParseError("no rows under the gpu-trace header", line=header_at + 2)
     colspecs = []
     prev_end = 0
-    for start, end, name in spans[:-1]:
-        colspecs.append((prev_end, end))
-        prev_end = end
+    for start, stop, _ in spans[:-1]:
+        colspecs.append((prev_end, stop))
+        prev_end = stop
     colspecs.append((spans[-1][0], None))
-    text = "\n".join(lines[i] for i in body)
-    frame = pd.read_fwf(io.StringIO(text), colspecs=colspecs, names=names, header=None, dtype=str)
-    frame["line"] = [i + 1 for i in body]
+    body = pd.DataFrame({"l": np.asarray(lines[header_at + 1:end], dtype=object)})
+    cells = ", ".join(
+        f"nullif(trim(replace(substr(l, {a + 1}{', ' + str(b - a) if b is not None else ''}), chr(13), '')), '') AS c{i}"
+        for i, (a, b) in enumerate(colspecs))
+    # one pass in DuckDB: cut the columns, convert quantities ('454.89ms') and triples ('(1 1 1)'), and
+    # hand back numbers and the few text columns only (moving every cell as a Python string is slow)
+    col = {n: f"c{i}" for i, n in enumerate(names)}
+    pick = lambda *options: next((col[o] for o in options if o in col), "CAST(NULL AS VARCHAR)")
+    qty = lambda *options: _quantity_sql(pick(*options)) if any(o in col for o in options) else "CAST(NULL AS DOUBLE)"
+    typed = [f"{qty('Start')} AS start_s", f"{qty('Duration')} AS duration_s", f"{pick('Name')} AS name",
+             f"{qty('SSMem*', 'SSMem')} AS static_smem_bytes", f"{qty('DSMem*', 'DSMem')} AS dynamic_smem_bytes",
+             f"{qty('Size')} AS size_bytes", f"{qty('Throughput')} AS throughput_bytes_per_s",
+             f"TRY_CAST({pick('Regs*', 'Regs')} AS BIGINT) AS registers_per_thread",
+             f"nullif({pick('SrcMemType')}, '-') AS src_mem_type", f"nullif({pick('DstMemType')}, '-') AS dst_mem_type",
+             f"nullif({pick('Device')}, '-') AS device", f"TRY_CAST({pick('Context')} AS BIGINT) AS context",
+             f"TRY_CAST({pick('Stream')} AS BIGINT) AS stream"]
+    for label, prefix in (("Grid Size", "grid"), ("Block Size", "block")):
+        typed += [f"TRY_CAST(string_split(trim({pick(label)}, '() '), ' ')[{j + 1}] AS BIGINT) AS {prefix}_{axis}"
+                  for j, axis in enumerate(("x", "y", "z"))]
+    typed += [f"{pick('Start')} AS raw_start", f"{pick('Duration')} AS raw_duration"]
+    outer = ("SELECT * EXCLUDE (raw_start, raw_duration), CASE WHEN start_s IS NULL OR duration_s IS NULL THEN "
+             "coalesce(raw_start, '') || ' / ' || coalesce(raw_duration, '') END AS bad_time")
+    with duckdb.connect() as con:
+        frame = con.execute(f"{outer} FROM (SELECT {', '.join(typed)} FROM (SELECT {cells} FROM body))").df()
+    frame["line"] = np.arange(header_at + 2, header_at + 2 + len(frame))
     return frame
 
 
-def _csv_table(lines: list[str], header_at: int) -> tuple[pd.DataFrame, dict[str, str]]:
+def _quantity_sql(column: str) -> str:
+    """SQL for quantity(), one regular-expression match per cell: the number scaled by its unit
+    (NULL for '-' or an unknown unit)."""
+    factor = " ".join(f"WHEN '{unit}' THEN {scale!r}" for unit, (scale, _) in _UNITS.items())
+    parts = f"regexp_extract(trim({column}), '{_NUMBER_UNIT}', ['num', 'unit'])"
+    return f"(SELECT TRY_CAST(p.num AS DOUBLE) * CASE p.unit {factor} END FROM (SELECT {parts} AS p))"
+
+
+def _csv_table(lines: list[str], breaks: np.ndarray, header_at: int) -> tuple[pd.DataFrame, dict[str, str]]:
     """A CSV table: header, unit row (when the next line is not data), rows until a blank or '==' line."""
-    end = header_at + 1
-    while end < len(lines) and lines[end].strip() and not lines[end].startswith("=="):
-        end += 1
+    end = table_end(breaks, header_at + 1)
     text = "\n".join(lines[header_at:end])
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
@@ -133,6 +187,21 @@ def _scaled(frame: pd.DataFrame, column: str, units: dict[str, str], table: dict
 
 
 def _trace_table(frame: pd.DataFrame, units: dict[str, str], csv: bool) -> pd.DataFrame:
+    """kernels rows from a CSV table (text cells, ``units`` from its unit row) or a converted human table."""
+    if not csv:
+        bad = frame["bad_time"].notna().to_numpy()
+        if bad.any():
+            i = int(bad.argmax())
+            raise ParseError(f"row without a readable Start and Duration ({frame['bad_time'].iloc[i]}); "
+                             "file truncated?", line=int(frame["line"].iloc[i]))
+        name = frame["name"].fillna("")
+        if (name == "").any():
+            raise ParseError("row without a kernel name", line=int(frame["line"].iloc[int((name == "").to_numpy().argmax())]))
+        out = frame.drop(columns=["bad_time"]).assign(kind=_kind(name), correlation_id=pd.NA)
+        for column in ("registers_per_thread", "context", "stream", "correlation_id",
+                       "grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z"):
+            out[column] = out[column].astype("Int64")
+        return out
     get = lambda *names: next((frame[n] for n in names if n in frame), pd.Series(None, index=frame.index, dtype=object))
     start = _scaled(frame, "Start", units, TIME_S)
     duration = _scaled(frame, "Duration", units, TIME_S)
@@ -147,27 +216,15 @@ def _trace_table(frame: pd.DataFrame, units: dict[str, str], csv: bool) -> pd.Da
         raise ParseError("row without a kernel name", line=int(frame["line"].iloc[i]))
     out = pd.DataFrame({"line": frame["line"].astype(int), "kind": _kind(name), "start_s": start,
                         "duration_s": duration, "name": name})
-    if csv:
-        for axis in ("x", "y", "z"):
-            out[f"grid_{axis}"] = pd.to_numeric(get(f"Grid {axis.upper()}"), errors="coerce").astype("Int64")
-            out[f"block_{axis}"] = pd.to_numeric(get(f"Block {axis.upper()}"), errors="coerce").astype("Int64")
-        out["registers_per_thread"] = pd.to_numeric(get("Registers Per Thread"), errors="coerce").astype("Int64")
-        out["static_smem_bytes"] = _scaled(frame, "Static SMem", units, SIZE_B)
-        out["dynamic_smem_bytes"] = _scaled(frame, "Dynamic SMem", units, SIZE_B)
-        out["size_bytes"] = _scaled(frame, "Size", units, SIZE_B)
-        out["throughput_bytes_per_s"] = _scaled(frame, "Throughput", units, RATE_BPS)
-        out["correlation_id"] = pd.to_numeric(get("Correlation_ID"), errors="coerce").astype("Int64")
-    else:
-        grid, block = _triple(get("Grid Size")), _triple(get("Block Size"))
-        for j, axis in enumerate(("x", "y", "z")):
-            out[f"grid_{axis}"] = grid[j]
-            out[f"block_{axis}"] = block[j]
-        out["registers_per_thread"] = pd.to_numeric(get("Regs*", "Regs"), errors="coerce").astype("Int64")
-        out["static_smem_bytes"] = quantity(get("SSMem*", "SSMem"))[0]
-        out["dynamic_smem_bytes"] = quantity(get("DSMem*", "DSMem"))[0]
-        out["size_bytes"] = quantity(get("Size"))[0]
-        out["throughput_bytes_per_s"] = quantity(get("Throughput"))[0]
-        out["correlation_id"] = pd.Series(pd.NA, index=frame.index, dtype="Int64")
+    for axis in ("x", "y", "z"):
+        out[f"grid_{axis}"] = pd.to_numeric(get(f"Grid {axis.upper()}"), errors="coerce").astype("Int64")
+        out[f"block_{axis}"] = pd.to_numeric(get(f"Block {axis.upper()}"), errors="coerce").astype("Int64")
+    out["registers_per_thread"] = pd.to_numeric(get("Registers Per Thread"), errors="coerce").astype("Int64")
+    out["static_smem_bytes"] = _scaled(frame, "Static SMem", units, SIZE_B)
+    out["dynamic_smem_bytes"] = _scaled(frame, "Dynamic SMem", units, SIZE_B)
+    out["size_bytes"] = _scaled(frame, "Size", units, SIZE_B)
+    out["throughput_bytes_per_s"] = _scaled(frame, "Throughput", units, RATE_BPS)
+    out["correlation_id"] = pd.to_numeric(get("Correlation_ID"), errors="coerce").astype("Int64")
     clean = lambda s: s.fillna("").astype(str).str.strip().replace({"": None, "-": None})
     out["src_mem_type"] = clean(get("SrcMemType"))
     out["dst_mem_type"] = clean(get("DstMemType"))
@@ -177,16 +234,17 @@ def _trace_table(frame: pd.DataFrame, units: dict[str, str], csv: bool) -> pd.Da
     return out
 
 
-def _summary_human(lines: list[str], header_at: int) -> pd.DataFrame:
+def _summary_human(lines: list[str], breaks: np.ndarray, header_at: int) -> pd.DataFrame:
+    """The rows of a summary table (small by nature: one per kernel name and API call)."""
     header = lines[header_at]
     with_minmax = bool(re.search(r"\bMin\s+Max\b", header))
     minmax = r"\s+(?P<min>\S+)\s+(?P<max>\S+)" if with_minmax else ""
     row = re.compile(r"^\s*(?:(?P<type>[A-Za-z][A-Za-z ]*?):)?\s*(?P<pct>[\d.]+)%\s+(?P<time>\S+)\s+(?P<calls>\d+)"
                      rf"\s+(?P<avg>\S+){minmax}\s+(?P<name>\S.*?)\s*$")
     rows = []
-    for i in range(header_at + 1, len(lines)):
-        line = lines[i]
-        if not line.strip() or line.startswith("==") or _SUMMARY_HUMAN.match(line):
+    for i in range(header_at + 1, table_end(breaks, header_at + 1)):
+        line = lines[i].rstrip("\r")
+        if _SUMMARY_HUMAN.match(line):
             break
         match = row.match(line)
         if match is None:
@@ -228,24 +286,27 @@ def parse(ctx: IngestContext) -> Trace:
     text = ctx.read_text()
     if text and not text.endswith("\n") and _looks_cut(text):
         raise ParseError("last line is incomplete (file truncated?)", line=text.count("\n") + 1)
-    lines = text.splitlines()
+    lines, breaks = layout(text)
+    api_banner = set(header_lines(text, _API_BANNER, "API calls:"))
+    found = sorted([(i, "trace-csv") for i in header_lines(text, _TRACE_CSV, '"Start","Duration",')]
+                   + [(i, "trace") for i in header_lines(text, _TRACE_HUMAN, "Duration")]
+                   + [(i, "summary-csv") for i in header_lines(text, _SUMMARY_CSV, '"Time(%)"')]
+                   + [(i, "summary") for i in header_lines(text, _SUMMARY_HUMAN, "Time(%)")])
     traces, summaries = [], []
-    api_banner = {i for i, l in enumerate(lines) if re.match(r"^==\d+== API calls:", l)}
-    for i, line in enumerate(lines):
-        if _TRACE_CSV.match(line):
-            frame, units = _csv_table(lines, i)
+    for i, kind in found:
+        default = "API calls" if (i - 1) in api_banner else "GPU activities"
+        if kind == "trace-csv":
+            frame, units = _csv_table(lines, breaks, i)
             traces.append(_trace_table(frame, units, csv=True))
-        elif _TRACE_HUMAN.match(line):
-            traces.append(_trace_table(_human_trace(lines, i), {}, csv=False))
-        elif _SUMMARY_CSV.match(line):
-            frame, units = _csv_table(lines, i)
-            default = "API calls" if (i - 1) in api_banner else "GPU activities"
+        elif kind == "trace":
+            traces.append(_trace_table(_human_trace(lines, breaks, i), {}, csv=False))
+        elif kind == "summary-csv":
+            frame, units = _csv_table(lines, breaks, i)
             summaries.append(_summary_table(frame, units, csv=True, default_type=default))
-        elif _SUMMARY_HUMAN.match(line):
-            default = "API calls" if (i - 1) in api_banner else "GPU activities"
-            summaries.append(_summary_table(_summary_human(lines, i), {}, csv=False, default_type=default))
+        else:
+            summaries.append(_summary_table(_summary_human(lines, breaks, i), {}, csv=False, default_type=default))
     from dlwh.ingest.formats import nvprof_metrics  # metrics sections in the same file
-    metrics = nvprof_metrics.metric_table(lines)
+    metrics = nvprof_metrics.metric_table(text, lines, breaks)
     tables: dict[str, pd.DataFrame] = {}
     notes: list[str] = []
     if traces:
