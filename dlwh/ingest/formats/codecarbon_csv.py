@@ -142,13 +142,15 @@ def _power(out: pd.DataFrame, start: pd.Series) -> tuple[pd.DataFrame, pd.DataFr
             "power_w": (energy * 3.6e6 / pue.loc[have.index] / length).where(~backwards),
         })
         pieces.append(iv)
-        for run_name in dict.fromkeys(grp):
-            device = have.loc[grp == run_name, model].dropna().iloc[0] if model and have.loc[grp == run_name, model].notna().any() else None
-            sensor_rows.append({"sensor_key": f"codecarbon:{runs[run_name]}:{component}", "kind": kind,
-                                "name": f"CodeCarbon {component} ({run_name})", "device_index": None,
-                                "device_uuid": None, "device_name": device, "tool": "codecarbon"})
+        names = pd.Series(list(dict.fromkeys(grp)), dtype=object)
+        devices = have[model].groupby(grp).first() if model else pd.Series(dtype=object)
+        sensor_rows.append(pd.DataFrame({
+            "sensor_key": "codecarbon:" + names.map(runs).astype(str) + ":" + component, "kind": kind,
+            "name": f"CodeCarbon {component} (" + names + ")", "device_index": None, "device_uuid": None,
+            "device_name": names.map(devices).where(lambda d: d.notna(), None) if model else None,
+            "tool": "codecarbon"}))
     samples = step_samples(pd.concat(pieces, ignore_index=True)) if pieces else None
-    sensors = pd.DataFrame(sensor_rows) if sensor_rows else None
+    sensors = pd.concat(sensor_rows, ignore_index=True) if sensor_rows else None
     if samples is not None and sensors is not None:
         sensors = sensors[sensors["sensor_key"].isin(set(samples["sensor_key"]))]
     return sensors, samples, warnings
