@@ -1,0 +1,75 @@
+"""Cross-validation: splits of training rows and out-of-fold predictions of every algorithm.
+
+Splits are lists of (train index labels, test index labels, fold label) over one GPU's rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from dlwh.analysis import learners as L
+from dlwh.errors import UsageError
+
+Split = tuple[pd.Index, pd.Index, str]
+
+
+def splits(rows: pd.DataFrame, kind: str, k: int = 5) -> list[Split]:
+    """kfold (k random folds), group-model (leave one model out), group-power-limit (one limit out)."""
+    if kind == "kfold":
+        order = np.random.default_rng(0).permutation(len(rows))
+        parts = np.array_split(order, min(k, len(rows)))
+        return [(rows.index.delete(p), rows.index[p], f"fold {i + 1}") for i, p in enumerate(parts) if len(p)]
+    if kind == "group-model":
+        return group_splits(rows, rows["model"].fillna("-"))
+    if kind == "group-power-limit":
+        return group_splits(rows, rows["power_limit_w"].map(lambda v: f"{v:g} W"))
+    raise UsageError(f"--cv {kind!r} is not one of kfold, group-model, group-power-limit")
+
+
+def group_splits(rows: pd.DataFrame, groups: pd.Series) -> list[Split]:
+    """Leave one group out."""
+    out = []
+    for label in pd.unique(groups):
+        test = rows.index[(groups == label).to_numpy()]
+        out.append((rows.index.difference(test), test, str(label)))
+    return out
+
+
+def top_limit_splits(rows: pd.DataFrame, unit: pd.Series) -> list[Split]:
+    """For each group of ``unit``: train on all other rows plus the highest-limit row of each of the
+    group's configurations; test on the group's other rows (protocol 3 of the accuracy benchmark)."""
+    out = []
+    for label in pd.unique(unit):
+        member = rows.index[(unit == label).to_numpy()]
+        group = rows.loc[member]
+        top = group.sort_values("power_limit_w").groupby("config").tail(1).index
+        test = member.difference(top)
+        if len(test):
+            out.append((rows.index.difference(test), test, str(label)))
+    return out
+
+
+def out_of_fold(rows: pd.DataFrame, algos: list[str], targets: list[str], folds: list[Split],
+                n_estimators: int = 200) -> dict[tuple[str, str], pd.Series]:
+    """Predictions for every test row of every fold, per (algo, target); NaN where one cannot predict."""
+    preds = {(a, t): pd.Series(np.nan, index=rows.index) for a in algos for t in targets}
+    for train_idx, test_idx, _label in folds:
+        train, test = rows.loc[train_idx], rows.loc[test_idx]
+        for algo in algos:
+            if algo == "physics":
+                model = L.Physics().fit(train)
+                values = model.predict_all(test)
+                for target in targets:
+                    preds[(algo, target)].loc[test_idx] = values[target].to_numpy()
+                continue
+            for target in targets:
+                learner = L.make(algo, n_estimators=n_estimators)
+                try:
+                    learner.fit(train, target)
+                except Exception:  # too few usable rows in this fold (e.g. ols without MACs)
+                    continue
+                usable = test.index.isin(L.Learner.usable(test, target).index)
+                if usable.any():
+                    preds[(algo, target)].loc[test.index[usable]] = learner.predict(test[usable])["pred"].to_numpy()
+    return preds
