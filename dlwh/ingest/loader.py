@@ -310,7 +310,9 @@ class _Loader:
             rows += self._insert_select(
                 f'INSERT INTO "{name}" BY NAME SELECT *{", " + fills if fills else ""} FROM _dlwh_stage',
                 table, [extra[c] for c in extra if c not in frame_cols])
-        if trace.run is None:
+        has_readings = any(t is not None for t in (trace.samples, trace.counters, trace.spans))
+        if trace.run is None and has_readings:
+            # a loose trace gets a run of its own; pure reference data (intensity, summaries) does not
             self._ensure_file_run(run_id, sha, ctx)
         return rows
 
