@@ -50,18 +50,19 @@ def top_limit_splits(rows: pd.DataFrame, unit: pd.Series) -> list[Split]:
     return out
 
 
-def out_of_fold(rows: pd.DataFrame, algos: list[str], targets: list[str], folds: list[Split],
-                n_estimators: int = 200) -> dict[tuple[str, str], pd.Series]:
-    """Predictions for every test row of every fold, per (algo, target); NaN where one cannot predict."""
-    preds = {(a, t): pd.Series(np.nan, index=rows.index) for a in algos for t in targets}
-    for train_idx, test_idx, _label in folds:
-        train, test = rows.loc[train_idx], rows.loc[test_idx]
+def _fold(rows: pd.DataFrame, train_idx, test_idx, algos: list[str], targets: list[str],
+          n_estimators: int) -> dict[tuple[str, str], pd.Series]:
+    """Predictions of one fold's test rows, per (algo, target)."""
+    from threadpoolctl import threadpool_limits
+
+    train, test = rows.loc[train_idx], rows.loc[test_idx]
+    out: dict[tuple[str, str], pd.Series] = {}
+    with threadpool_limits(limits=1):
         for algo in algos:
             if algo == "physics":
-                model = L.Physics().fit(train)
-                values = model.predict_all(test)
+                values = L.Physics().fit(train).predict_all(test)
                 for target in targets:
-                    preds[(algo, target)].loc[test_idx] = values[target].to_numpy()
+                    out[(algo, target)] = values[target]
                 continue
             for target in targets:
                 learner = L.make(algo, n_estimators=n_estimators)
@@ -69,7 +70,27 @@ def out_of_fold(rows: pd.DataFrame, algos: list[str], targets: list[str], folds:
                     learner.fit(train, target)
                 except Exception:  # too few usable rows in this fold (e.g. ols without MACs)
                     continue
-                usable = test.index.isin(L.Learner.usable(test, target).index)
-                if usable.any():
-                    preds[(algo, target)].loc[test.index[usable]] = learner.predict(test[usable])["pred"].to_numpy()
+                usable = L.Learner.usable(test, target)
+                if len(usable):
+                    out[(algo, target)] = learner.predict(usable)["pred"]
+    return out
+
+
+def out_of_fold(rows: pd.DataFrame, algos: list[str], targets: list[str], folds: list[Split],
+                n_estimators: int = 200, n_jobs: int = 1) -> dict[tuple[str, str], pd.Series]:
+    """Predictions for every test row of every fold, per (algo, target); NaN where one cannot predict.
+
+    ``n_jobs`` > 1 runs folds in parallel processes (joblib).
+    """
+    if n_jobs == 1:
+        parts = [_fold(rows, tr, te, algos, targets, n_estimators) for tr, te, _ in folds]
+    else:
+        from joblib import Parallel, delayed
+
+        parts = Parallel(n_jobs=n_jobs)(delayed(_fold)(rows, tr, te, algos, targets, n_estimators)
+                                        for tr, te, _ in folds)
+    preds = {(a, t): pd.Series(np.nan, index=rows.index) for a in algos for t in targets}
+    for part in parts:
+        for key, values in part.items():
+            preds[key].loc[values.index] = values.to_numpy()
     return preds

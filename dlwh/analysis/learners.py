@@ -3,7 +3,9 @@
     learner.fit(rows, target) -> learner          rows: training_data rows of one GPU
     learner.predict(rows) -> DataFrame            columns pred, lo, hi (a 90 % interval); NaN = cannot
 
-Targets are modelled in log space (they span orders of magnitude; errors are relative).
+Targets are modelled in log space (they span orders of magnitude; errors are relative). Poly and ols
+predictions are clipped to 10x beyond the training targets' range: polynomials explode far outside
+their data (predict warns about such inputs anyway).
 
 * gbr:     scikit-learn GradientBoostingRegressor; the interval from cross-validated residuals
            (cross-conformal, 90 %), or with ``quantile=True`` from two quantile models (5 %, 95 %).
@@ -26,6 +28,7 @@ import pandas as pd
 from dlwh.analysis.features import FeatureSpace
 
 ALPHA = 0.10  # 90 % intervals
+CLIP = np.log(10.0)  # poly and ols never predict beyond 10x the training targets' range (extrapolation guard)
 
 
 def _frame(pred, lo, hi, index) -> pd.DataFrame:
@@ -43,6 +46,15 @@ class Learner:
         self.space: FeatureSpace | None = None
         self.log_halfwidth: float | None = None  # from cross-validated residuals (set_interval)
         self.n_rows = 0
+        self.log_range: tuple[float, float] | None = None  # ln target, min and max in training
+
+    def _remember_range(self, y) -> None:
+        self.log_range = (float(np.min(y)), float(np.max(y)))
+
+    def _clip(self, log_pred):
+        if self.log_range is None:
+            return log_pred
+        return np.clip(log_pred, self.log_range[0] - CLIP, self.log_range[1] + CLIP)
 
     def set_interval(self, log_residuals) -> None:
         """Set the interval from out-of-sample |log(pred / actual)| (their 90th percentile)."""
@@ -157,6 +169,7 @@ class Poly(Learner):
         self.center = x[self.numeric].mean().to_numpy(float)
         self.scale = x[self.numeric].std().to_numpy(float)
         y = np.log(data[target].to_numpy(float))
+        self._remember_range(y)
         order = np.random.default_rng(0).permutation(len(data))
         folds = [f for f in np.array_split(order, min(3, len(data))) if len(f)]
         best = (np.inf, 1, 1.0)
@@ -176,7 +189,7 @@ class Poly(Learner):
 
     def predict(self, rows: pd.DataFrame) -> pd.DataFrame:
         x = self.space.transform(rows)
-        point = self.ridge.predict(self._expand(x, self.degree))
+        point = self._clip(self.ridge.predict(self._expand(x, self.degree)))
         width = self.log_halfwidth if self.log_halfwidth is not None else np.nan
         return _frame(np.exp(point), np.exp(point - width), np.exp(point + width), rows.index)
 
@@ -194,6 +207,7 @@ class OLS(Learner):
         super().__init__()
         self.result = None
         self.columns: list[str] = []
+        self.dropped: list[str] = []
 
     def design(self, rows: pd.DataFrame) -> pd.DataFrame:
         """log10 MACs, log10 params, log2 batch, log10 power limit [, log10 samples per epoch]."""
@@ -216,6 +230,13 @@ class OLS(Learner):
         x = x.loc[:, x.std() > 0]
         keep = x.notna().all(axis=1)
         x, data = x[keep], data[keep]
+        # collinear columns (e.g. parameters and MACs when few models) make the coefficients meaningless:
+        # drop the epoch size, then parameters, until the design has full rank
+        for column in ("log10_samples_per_epoch", "log10_params"):
+            design = np.column_stack([np.ones(len(x)), x.to_numpy(float)])
+            if len(x) and np.linalg.matrix_rank(design) < design.shape[1] and column in x:
+                x = x.drop(columns=[column])
+                self.dropped.append(column)
         if len(data) < len(x.columns) + 3:
             from dlwh.errors import DlwhError
 
@@ -224,6 +245,7 @@ class OLS(Learner):
         self.target, self.n_rows = target, len(data)
         self.space = FeatureSpace.learn(data)
         y = np.log(data[target].to_numpy(float))
+        self._remember_range(y)
         self.result = sm.OLS(y, sm.add_constant(x, has_constant="add")).fit()
         return self
 
@@ -235,9 +257,9 @@ class OLS(Learner):
         pred = pd.DataFrame(np.nan, index=rows.index, columns=["pred", "lo", "hi"])
         if ok.any():
             frame = self.result.get_prediction(sm.add_constant(x[ok], has_constant="add")).summary_frame(alpha=ALPHA)
-            pred.loc[ok, "pred"] = np.exp(frame["mean"].to_numpy())
-            pred.loc[ok, "lo"] = np.exp(frame["obs_ci_lower"].to_numpy())
-            pred.loc[ok, "hi"] = np.exp(frame["obs_ci_upper"].to_numpy())
+            pred.loc[ok, "pred"] = np.exp(self._clip(frame["mean"].to_numpy()))
+            pred.loc[ok, "lo"] = np.exp(self._clip(frame["obs_ci_lower"].to_numpy()))
+            pred.loc[ok, "hi"] = np.exp(self._clip(frame["obs_ci_upper"].to_numpy()))
         return pred
 
     def summary(self) -> str:
@@ -251,7 +273,8 @@ class OLS(Learner):
                              "ci_high": ci[1], "p_value": self.result.pvalues})
 
     def params(self) -> dict:
-        return {"terms": ["const", *self.columns], "r2": round(float(self.result.rsquared), 4),
+        return {"terms": ["const", *self.columns], "dropped_collinear": self.dropped,
+                "r2": round(float(self.result.rsquared), 4),
                 "coef": {k: round(float(v), 5) for k, v in self.result.params.items()},
                 "interval": "statsmodels prediction interval, 90 %"}
 

@@ -240,7 +240,7 @@ def simulation(sim):
     """Energy and time per epoch against the limit, and epochs the budget trains."""
     plt = _plt()
     t = sim.table
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
     ax = axes[0]
     ax.plot(t["power_limit_w"], t["energy_per_epoch_j"] / 3.6e6, "o-", color=COLOURS[0], label="energy per epoch")
     ax.set_xlabel("power limit (W)")
@@ -249,8 +249,10 @@ def simulation(sim):
     twin.plot(t["power_limit_w"], t["time_per_epoch_s"] / 3600, "s--", color=COLOURS[1], label="time per epoch")
     twin.set_ylabel("time per epoch (h)", color=COLOURS[1])
     ax.axvline(sim.best_energy_limit_w, color=COLOURS[2], ls=":", label=f"least energy {sim.best_energy_limit_w:g} W")
-    ax.axvline(sim.best_cost_limit_w, color=COLOURS[3], ls="-.", label=f"least cost {sim.best_cost_limit_w:g} W")
-    ax.legend(fontsize=7, loc="upper center")
+    ax.axvline(sim.best_cost_limit_w, color=COLOURS[3], ls="-.", label=f"least cost (eta {sim.eta:g}) {sim.best_cost_limit_w:g} W")
+    handles = ax.get_legend_handles_labels()
+    extra = twin.get_legend_handles_labels()
+    ax.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize=7, loc="upper center")
     ax.grid(alpha=0.3)
     ax = axes[1]
     colours = [COLOURS[2] if v == sim.best_energy_limit_w else COLOURS[0] for v in t["power_limit_w"]]
@@ -260,7 +262,8 @@ def simulation(sim):
                label=f"{sim.budget_epochs_at_reference:g} epochs at {sim.reference_limit_w:g} W")
     ax.set_xlabel("power limit (W)")
     ax.set_ylabel("epochs the energy budget trains")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3, axis="y")
-    fig.suptitle(f"{sim.prediction.description}: budget {sim.budget_j / 3.6e6:.3g} kWh", fontsize=9)
+    fig.suptitle(f"{sim.prediction.description}: budget {sim.budget_j / 3.6e6:.3g} kWh "
+                 f"({sim.budget_epochs_at_reference:g} epochs at {sim.reference_limit_w:g} W)", fontsize=9)
     return fig

@@ -40,8 +40,9 @@ def _figure(fig_fn, caption: str, problems: list[str]) -> str:
     return f"<figure>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>"
 
 
-def build(con: duckdb.DuckDBPyConnection, db_path: str, budget_epochs: float = 100.0) -> str:
-    """The HTML text of the report."""
+def build(con: duckdb.DuckDBPyConnection, db_path: str, budget_epochs: float = 100.0, zone: str | None = None,
+          intensity: float | None = None, pue: float | None = None) -> str:
+    """The HTML text of the report (emissions columns with a zone / intensity given or stored)."""
     from dlwh.analysis import plots
     from dlwh.analysis.fit import score_table
     from dlwh.analysis.predict import Query, fitted_gpus, predict, table_for_print
@@ -108,7 +109,7 @@ def build(con: duckdb.DuckDBPyConnection, db_path: str, budget_epochs: float = 1
             if gpu in gpus and batch is not None:
                 q = Query(power_limits=[], gpu=gpu, model=model, dataset=dataset, batch_size=int(batch))
                 try:
-                    sim = simulate(con, q, budget_epochs=budget_epochs)
+                    sim = simulate(con, q, budget_epochs=budget_epochs, zone=zone, intensity=intensity, pue=pue)
                     parts.append(f"<h3>Simulation: {html.escape(sim.prediction.description)}, budget = "
                                  f"{budget_epochs:g} epochs at {sim.reference_limit_w:g} W</h3>")
                     parts.append(_table(sim_table(sim)))
@@ -133,13 +134,14 @@ def build(con: duckdb.DuckDBPyConnection, db_path: str, budget_epochs: float = 1
             f"<style>{CSS}</style></head><body>" + "\n".join(p for p in parts if p) + "</body></html>\n")
 
 
-def write(con: duckdb.DuckDBPyConnection, db_path: str, out: str | Path, budget_epochs: float = 100.0) -> Path:
+def write(con: duckdb.DuckDBPyConnection, db_path: str, out: str | Path, budget_epochs: float = 100.0,
+          zone: str | None = None, intensity: float | None = None, pue: float | None = None) -> Path:
     """Build the report and write it to ``out``."""
     from threadpoolctl import threadpool_limits
 
     path = Path(out)
     with threadpool_limits(limits=1):
-        text = build(con, db_path, budget_epochs)
+        text = build(con, db_path, budget_epochs, zone, intensity, pue)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path

@@ -88,14 +88,21 @@ def time_to_accuracy(con: duckdb.DuckDBPyConnection, dataset: str | None, model:
 
 
 def _carbon(con, zone, intensity, pue) -> tuple[float | None, str | None, float | None]:
-    if zone is None and intensity is None and pue is None:
-        return None, None, None
+    """(gCO2e/kWh, its source, PUE) from the options, else from the warehouse's carbon settings, else Nones."""
+    asked = zone is not None or intensity is not None or pue is not None
     try:
         from dlwh.carbon import intensity as carbon
     except ImportError:
-        raise DlwhError("emissions need dlwh.carbon, which this installation lacks; "
-                        "leave out --zone / --intensity / --pue") from None
-    value, source = carbon.resolve_intensity(con, zone, intensity, None)
+        if asked:
+            raise DlwhError("emissions need dlwh.carbon, which this installation lacks; "
+                            "leave out --zone / --intensity / --pue") from None
+        return None, None, None
+    try:
+        value, source = carbon.resolve_intensity(con, zone, intensity, None)
+    except DlwhError:
+        if asked:
+            raise
+        return None, None, None  # no zone or intensity stored: no emissions columns
     if hasattr(carbon, "resolve_pue"):
         pue_value, _ = carbon.resolve_pue(con, pue, None)
     else:
@@ -196,6 +203,10 @@ def table_for_print(sim: Simulation) -> pd.DataFrame:
     return out
 
 
+def _less(saved_pct: float) -> str:
+    return f"{saved_pct:.1f} % less" if saved_pct >= 0 else f"{-saved_pct:.1f} % more"
+
+
 def summary_lines(sim: Simulation) -> list[str]:
     """The highlights under the table."""
     t = sim.table.set_index("power_limit_w")
@@ -206,11 +217,12 @@ def summary_lines(sim: Simulation) -> list[str]:
     ]
     be = sim.best_energy_limit_w
     lines.append(f"least energy: {be:g} W, {t.loc[be, 'energy_per_epoch_j'] / J_PER_KWH:.4g} kWh/epoch "
-                 f"({t.loc[be, 'saved_pct']:+.1f} % vs {ref:g} W), {t.loc[be, 'epochs_in_budget']:.1f} epochs in the "
+                 f"({_less(t.loc[be, 'saved_pct'])} than at {ref:g} W), {t.loc[be, 'epochs_in_budget']:.1f} epochs in the "
                  f"budget, {t.loc[be, 'time_per_epoch_s'] / t.loc[ref, 'time_per_epoch_s']:.2f}x the time per epoch")
     bc = sim.best_cost_limit_w
     lines.append(f"least cost (eta {sim.eta:g}: eta*energy + (1-eta)*{sim.max_power_w:g} W*time): {bc:g} W, "
-                 f"{t.loc[bc, 'saved_pct']:+.1f} % energy, {t.loc[bc, 'time_per_epoch_s'] / t.loc[ref, 'time_per_epoch_s']:.2f}x time")
+                 f"{_less(t.loc[bc, 'saved_pct'])} energy, {t.loc[bc, 'time_per_epoch_s'] / t.loc[ref, 'time_per_epoch_s']:.2f}x "
+                 "the time per epoch")
     if sim.tta is not None:
         tta = sim.tta
         better = "at least" if tta.higher_is_better else "at most"

@@ -209,6 +209,9 @@ def register(app: typer.Typer) -> None:
     def report_cmd(
         out: str = typer.Option("report.html", "--out", help="Output HTML file."),
         budget_epochs: float = typer.Option(100, "--budget-epochs", help="Budget of the simulations shown."),
+        zone: Optional[str] = typer.Option(None, "--zone", help="Grid zone for emissions, e.g. DE (default: the stored setting)."),
+        intensity: Optional[float] = typer.Option(None, "--intensity", help="Carbon intensity, gCO2e/kWh."),
+        pue: Optional[float] = typer.Option(None, "--pue", help="Data-centre PUE for emissions."),
         db: Optional[str] = DbOption,
     ) -> None:
         """Write one self-contained HTML page with the warehouse's key tables and plots."""
@@ -217,7 +220,7 @@ def register(app: typer.Typer) -> None:
 
         con = open_warehouse(db)
         try:
-            path = report.write(con, str(resolve_db_path(db)), out, budget_epochs)
+            path = report.write(con, str(resolve_db_path(db)), out, budget_epochs, zone, intensity, pue)
         finally:
             con.close()
         typer.echo(f"report: {path}")

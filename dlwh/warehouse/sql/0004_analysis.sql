@@ -2,7 +2,8 @@
 -- the models learn from, and the fitted models themselves.
 --
 -- Steady state (README, "Analysis"): a collected run's numbers come from its spans, warm-up excluded:
---  * with two or more 'epoch' spans: every epoch but the first (by start time);
+--  * with two or more 'epoch' spans: every epoch but the first (by start time), and but epochs with
+--    fewer child steps than the run's fullest (a run stopped mid-epoch);
 --  * otherwise with 'step' spans: every step but the first 10 (by start time);
 --  * runs with neither give no training row.
 -- GPU energy of those spans is the span_energy integral (0002) of the 'power' metric of the run's GPU
@@ -120,20 +121,28 @@ CREATE OR REPLACE MACRO normalise_gpu(name) AS
             '(?i)[- ](sxm\d*|pcie|\d+\s*gb|hbm\d*e?|nvl|mig)\b.*$', ''),
         '\s+', ' ', 'g'))), '');
 
--- Steady-state spans of each collected run (see the rule at the top).
+-- Steady-state spans of each collected run (see the rule at the top). An epoch with fewer child steps
+-- than the run's fullest epoch (a run stopped mid-epoch) is left out too. steps: child step spans.
 CREATE OR REPLACE VIEW steady_spans AS
-WITH ranked AS (
-    SELECT run_id, span_id, kind, start_ts, end_ts, attrs,
-           row_number() OVER (PARTITION BY run_id, kind ORDER BY start_ts, span_id) AS k,
-           count(*) OVER (PARTITION BY run_id, kind) AS n
-    FROM spans WHERE kind IN ('epoch', 'step')
+WITH children AS (
+    SELECT run_id, parent_id AS span_id, count(*) AS steps
+    FROM spans WHERE kind = 'step' AND parent_id IS NOT NULL GROUP BY ALL
+),
+ranked AS (
+    SELECT sp.run_id, sp.span_id, sp.kind, sp.start_ts, sp.end_ts, sp.attrs, c.steps,
+           row_number() OVER (PARTITION BY sp.run_id, sp.kind ORDER BY sp.start_ts, sp.span_id) AS k,
+           count(*) OVER (PARTITION BY sp.run_id, sp.kind) AS n,
+           max(c.steps) OVER (PARTITION BY sp.run_id, sp.kind) AS most_steps
+    FROM spans sp LEFT JOIN children c USING (run_id, span_id)
+    WHERE sp.kind IN ('epoch', 'step')
 ),
 epoch_runs AS (SELECT DISTINCT run_id FROM ranked WHERE kind = 'epoch' AND n >= 2)
 SELECT run_id, span_id, kind AS work_unit, start_ts, end_ts,
        epoch(end_ts - start_ts) AS duration_s,
-       try_cast(json_extract_string(attrs, '$.samples') AS DOUBLE) AS samples
+       try_cast(json_extract_string(attrs, '$.samples') AS DOUBLE) AS samples,
+       steps
 FROM ranked
-WHERE (kind = 'epoch' AND n >= 2 AND k > 1)
+WHERE (kind = 'epoch' AND n >= 2 AND k > 1 AND (most_steps IS NULL OR steps = most_steps))
    OR (kind = 'step' AND k > 10 AND run_id NOT IN (SELECT run_id FROM epoch_runs));
 
 -- Per collected run: the GPU sensors used (one tool), the GPU name and the power limit.
@@ -168,7 +177,7 @@ GROUP BY c.run_id;
 -- One row per collected run with steady spans and GPU power: time, energy and samples per work unit.
 CREATE OR REPLACE VIEW run_measurements AS
 WITH unit_energy AS (
-    SELECT st.run_id, st.span_id, st.work_unit, st.duration_s, st.samples,
+    SELECT st.run_id, st.span_id, st.work_unit, st.duration_s, st.samples, st.steps,
            sum(se.energy_j) AS energy_j,
            max(se.uncovered_s) AS uncovered_s
     FROM steady_spans st
@@ -196,7 +205,8 @@ SELECT u.run_id, u.work_unit,
        sum(u.energy_j) / nullif(sum(u.duration_s), 0) / any_value(g.n_gpus) AS avg_power_w,
        coalesce(avg(u.samples),
                 CASE WHEN u.work_unit = 'step' THEN any_value(t.batch_size)
-                     ELSE any_value(t.samples_per_epoch) END) AS samples_per_unit,
+                     ELSE coalesce(any_value(t.samples_per_epoch), avg(u.steps) * any_value(t.batch_size)) END)
+           AS samples_per_unit,
        max(u.uncovered_s) AS max_uncovered_s,
        any_value(g.gpu) AS gpu, any_value(g.n_gpus) AS n_gpus, any_value(g.tool) AS tool,
        coalesce(any_value(t.power_limit_w), any_value(g.measured_limit_w)) AS power_limit_w,
@@ -276,7 +286,7 @@ runs_m AS (
            CASE WHEN rc.macs_per_sample IS NOT NULL THEN 'counted at ' || rc.input_desc END AS macs_source,
            CASE WHEN m.work_unit = 'epoch' OR m.samples_per_epoch IS NOT NULL OR m.steps_per_epoch IS NOT NULL
                 THEN 'epoch' ELSE 'step' END AS work_unit,
-           coalesce(m.samples_per_epoch, CASE WHEN m.work_unit = 'epoch' THEN m.samples_per_unit END,
+           coalesce(CASE WHEN m.work_unit = 'epoch' THEN m.samples_per_unit END, m.samples_per_epoch,
                     m.steps_per_epoch * m.samples_per_unit) AS samples_per_epoch,
            m.work_unit AS measured_unit, m.time_per_unit_s, m.energy_per_unit_j, m.samples_per_unit, m.avg_power_w
     FROM run_measurements m
