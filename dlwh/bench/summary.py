@@ -312,8 +312,9 @@ def format_summary(s: BenchSummary) -> str:
     if s.phase_s:
         order = ["data", "forward", "backward", "optimizer"]
         parts = [f"{k} {s.phase_s[k] * 1000:.2f}" for k in order if k in s.phase_s]
-        lines.append(f"    phases (ms per step, {'GPU-synchronised' if s.sync else 'launch times'}): "
-                     + ", ".join(parts))
+        on_gpu = str(s.device or "").startswith("cuda")
+        how = ("GPU-synchronised" if s.sync else "launch times") if on_gpu else "CPU"
+        lines.append(f"    phases (ms per step, {how}): " + ", ".join(parts))
     if s.energy_per_sample_j is not None:
         lines.append(f"    GPU power      {s.avg_power_w:.1f} W (NVML, {s.power_gpus} GPU)")
         lines.append(f"    energy         {s.steady_energy_j:.1f} J, "
