@@ -94,6 +94,16 @@ def test_the_collected_h200_example_run(con):
     assert 500 < row[7] < 700
 
 
+def test_fit_with_one_collected_run_says_what_is_missing(runner, db_path, tmp_path):
+    spans = [{"id": f"e{k}", "start_s": 1 + 2 * k, "end_s": 3 + 2 * k} for k in range(3)]
+    folder = make_run(tmp_path / "r5", run_id="r5", seconds=8.0, spans=spans, tags={"model": "resnet50", "batch_size": 8})
+    assert invoke(runner, "ingest", str(folder), "--db", str(db_path)).exit_code == 0
+    result = invoke(runner, "fit", "--db", str(db_path))
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("error: nothing fitted: TEST GPU: only 1 training row(s); not fitted (measure at "
+                                     "least 5, e.g. one run per power limit)")
+
+
 def test_run_without_enough_spans_gives_no_row(con, tmp_path):
     folder = make_run(tmp_path / "r3", run_id="r3", spans=[{"id": "e0", "start_s": 1, "end_s": 5, "kind": "epoch"}])
     ingest_paths(con, [folder])

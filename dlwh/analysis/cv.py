@@ -12,6 +12,7 @@ from dlwh.analysis import learners as L
 from dlwh.errors import UsageError
 
 Split = tuple[pd.Index, pd.Index, str]
+MIN_ROWS = 5  # fewer training rows than this: no model
 
 
 def splits(rows: pd.DataFrame, kind: str, k: int = 5) -> list[Split]:
@@ -60,12 +61,16 @@ def _fold(rows: pd.DataFrame, train_idx, test_idx, algos: list[str], targets: li
     with threadpool_limits(limits=1):
         for algo in algos:
             if algo == "physics":
+                if train["power_limit_w"].nunique() < 2:
+                    continue  # no response to learn from
                 values = L.Physics().fit(train).predict_all(test)
                 for target in targets:
                     out[(algo, target)] = values[target]
                 continue
             for target in targets:
                 learner = L.make(algo, n_estimators=n_estimators)
+                if len(L.Learner.usable(train, target)) < MIN_ROWS:
+                    continue
                 try:
                     learner.fit(train, target)
                 except Exception:  # too few usable rows in this fold (e.g. ols without MACs)

@@ -61,6 +61,10 @@ def _fit(con, target, algo, gpu, cv, n_estimators, store, progress) -> FitReport
     stored_at = datetime.now(timezone.utc).replace(tzinfo=None)
     for gpu_name, rows in data.groupby("gpu", sort=True):
         rows = rows.copy()
+        if len(rows) < CV.MIN_ROWS:
+            report.notes.append(f"{gpu_name}: only {len(rows)} training row(s); not fitted (measure at least "
+                                f"{CV.MIN_ROWS}, e.g. one run per power limit)")
+            continue
         if progress:
             progress(f"{gpu_name}: {len(rows)} rows, {rows['config'].nunique()} configurations; cross-validating ({cv})")
         folds = CV.splits(rows, cv)
@@ -69,6 +73,10 @@ def _fit(con, target, algo, gpu, cv, n_estimators, store, progress) -> FitReport
         for algo_name in algos:
             fitted: dict[str, L.Learner] = {}
             if algo_name == "physics":
+                if rows["power_limit_w"].nunique() < 2:
+                    report.notes.append(f"{gpu_name}: physics needs runs at two or more power limits to learn the "
+                                        "GPU's response; not fitted")
+                    continue
                 if progress:
                     progress(f"{gpu_name}: fitting physics")
                 model = L.Physics().fit(rows)
@@ -82,6 +90,9 @@ def _fit(con, target, algo, gpu, cv, n_estimators, store, progress) -> FitReport
                     if progress:
                         progress(f"{gpu_name}: fitting {algo_name} for {t}")
                     learner = L.make(algo_name, n_estimators=n_estimators)
+                    if len(L.Learner.usable(rows, t)) < CV.MIN_ROWS:
+                        report.notes.append(f"{gpu_name} {t} {algo_name}: fewer than {CV.MIN_ROWS} epoch rows; not fitted")
+                        continue
                     try:
                         learner.fit(rows, t)
                     except DlwhError as err:
@@ -107,6 +118,8 @@ def _fit(con, target, algo, gpu, cv, n_estimators, store, progress) -> FitReport
                     report.stored += 1
         if store:
             _store_scores(con, [s for s in rows_out if s["gpu"] == gpu_name], stored_at)
+    if not rows_out:
+        raise DlwhError("nothing fitted: " + "; ".join(report.notes))
     report.scores = pd.DataFrame(rows_out, columns=["gpu", "target", "algo", "cv", "n", "mape_pct", "r2_log"])
     return report
 

@@ -11,8 +11,8 @@ their data (predict warns about such inputs anyway).
            (cross-conformal, 90 %), or with ``quantile=True`` from two quantile models (5 %, 95 %).
 * poly:    PolynomialFeatures + Ridge, degree (1-3) and penalty chosen by 3-fold cross-validation;
            the interval from cross-validated residuals (``set_interval``).
-* ols:     statsmodels OLS of log target on log MACs, log parameters, log batch size, log power limit
-           (and log epoch size for time and energy), for reading the relation; its summary is kept;
+* ols:     statsmodels OLS of ln target on ln MACs, ln parameters, ln batch size, ln power limit
+           (and ln epoch size for time and energy): coefficients are elasticities; its summary is kept;
            the interval is statsmodels' 90 % prediction interval. Rows without MACs are left out.
 * physics: the power-limit model of dlwh.analysis.physics (time and power; energy = their product);
            the interval from cross-validated residuals.
@@ -210,13 +210,13 @@ class OLS(Learner):
         self.dropped: list[str] = []
 
     def design(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """log10 MACs, log10 params, log2 batch, log10 power limit [, log10 samples per epoch]."""
+        """ln MACs, ln params, ln batch, ln power limit [, ln samples per epoch]: with ln(target) on the
+        left, each coefficient is an elasticity (+1 % MACs -> +coef % target)."""
         out = pd.DataFrame(index=rows.index)
-        for name, column, fn in (("log10_macs", "macs_per_sample", np.log10), ("log10_params", "params", np.log10),
-                                 ("log2_batch", "batch_size", np.log2), ("log10_power_limit", "power_limit_w", np.log10),
-                                 ("log10_samples_per_epoch", "samples_per_epoch", np.log10)):
+        for name, column in (("ln_macs", "macs_per_sample"), ("ln_params", "params"), ("ln_batch", "batch_size"),
+                             ("ln_power_limit", "power_limit_w"), ("ln_samples_per_epoch", "samples_per_epoch")):
             values = pd.to_numeric(rows.get(column), errors="coerce") if column in rows else pd.Series(np.nan, index=rows.index)
-            out[name] = fn(values.where(values > 0).astype(float))
+            out[name] = np.log(values.where(values > 0).astype(float))
         return out
 
     def fit(self, rows: pd.DataFrame, target: str) -> "OLS":
@@ -225,14 +225,14 @@ class OLS(Learner):
         data = self.usable(rows, target)
         x = self.design(data)
         if target == "avg_power_w":
-            x = x.drop(columns=["log10_samples_per_epoch"])
+            x = x.drop(columns=["ln_samples_per_epoch"])
         x = x.loc[:, x.notna().mean() >= 0.5]            # features known for at least half the rows
         x = x.loc[:, x.std() > 0]
         keep = x.notna().all(axis=1)
         x, data = x[keep], data[keep]
         # collinear columns (e.g. parameters and MACs when few models) make the coefficients meaningless:
         # drop the epoch size, then parameters, until the design has full rank
-        for column in ("log10_samples_per_epoch", "log10_params"):
+        for column in ("ln_samples_per_epoch", "ln_params"):
             design = np.column_stack([np.ones(len(x)), x.to_numpy(float)])
             if len(x) and np.linalg.matrix_rank(design) < design.shape[1] and column in x:
                 x = x.drop(columns=[column])

@@ -84,7 +84,7 @@ def build(con: duckdb.DuckDBPyConnection, db_path: str, budget_epochs: float = 1
             p = json.loads(text)
             curve = ", ".join(f"{k}: {v}" for k, v in p.get("clock_curve", {}).items())
             parts.append(f"<h3>Power-limit model, {html.escape(gpu)}</h3><p>cap held at "
-                         f"{p['cap_slope_c']} x limit + {p['cap_offset_d_w']} W; static power {p['static_power_w']} W; "
+                         f"{p['cap_slope_c']} x limit {'-' if p['cap_offset_d_w'] < 0 else '+'} {abs(p['cap_offset_d_w'])} W; static power {p['static_power_w']} W; "
                          f"compute fraction {p['gpu_compute_fraction_phi']}, other-phase power ratio "
                          f"{p['gpu_other_power_ratio_lam']}; clock ratio at dynamic-power share y: {html.escape(curve)}</p>")
         summaries = con.execute("SELECT gpu_scope, target, summary FROM fitted_models WHERE algo = 'ols' "

@@ -66,7 +66,8 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"cross-validated accuracy ({cv}; MAPE of out-of-fold predictions, R² of log values):")
         typer.echo(score_table(report.scores).to_string(index=False))
         for gpu_name, p in report.physics.items():
-            typer.echo(f"{gpu_name} power-limit model: cap = {p['cap_slope_c']} x limit + {p['cap_offset_d_w']} W, "
+            d = p["cap_offset_d_w"]
+            typer.echo(f"{gpu_name} power-limit model: cap = {p['cap_slope_c']} x limit {'-' if d < 0 else '+'} {abs(d)} W, "
                        f"static power {p['static_power_w']} W, compute fraction {p['gpu_compute_fraction_phi']}")
         if summary or algo == "ols":
             for key, text in report.ols_summaries.items():
