@@ -130,6 +130,12 @@ def test_simulate_command_prints_the_table_and_writes_the_plot(runner, known, db
     assert "least energy: 100 W, 0.0075 kWh/epoch (22.9 % less than at 300 W), 13.0 epochs in the budget, 1.80x the time" in text
     assert "time to accuracy: 12 epochs (median of 3/3 seed runs) to reach at least 0.6" in text
     assert out.read_text().lstrip().startswith("<?xml") and "<svg" in out.read_text()
+    # without --model: the configuration measured at the most limits, said in a note
+    result = invoke(runner, "simulate", "--budget-epochs", "10", "--no-plot", "--db", str(db_path))
+    assert result.exit_code == 0, result.stderr
+    assert ("note: no --model: simulating the configuration measured at the most limits on TESTGPU, "
+            "imagenet/resnet50 at batch 256 (3 limits)") in result.stderr
+    assert "least energy: 100 W" in result.stdout and "plot:" not in result.stdout
 
 
 # -- the real sweep: simulate, plots, report -----------------------------------------------------------

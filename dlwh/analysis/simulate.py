@@ -116,6 +116,26 @@ def default_limits(con: duckdb.DuckDBPyConnection, gpu: str) -> list[float]:
     return [float(r[0]) for r in rows]
 
 
+def _most_measured(con: duckdb.DuckDBPyConnection, q: Query) -> tuple[Query, str]:
+    """Without --model: the GPU's configuration measured at the most power limits."""
+    from dlwh.analysis.predict import fitted_gpus
+    from dlwh.analysis.data import normalise_gpu
+
+    gpus = [normalise_gpu(q.gpu)] if q.gpu else fitted_gpus(con)
+    if len(gpus) != 1:
+        raise UsageError("pass --model (and --gpu when several GPUs are fitted)")
+    row = con.execute(
+        "SELECT model, dataset, batch_size, count(*) AS n FROM training_data WHERE gpu = ? AND work_unit = 'epoch' "
+        "AND model IS NOT NULL AND (? IS NULL OR batch_size = ?) GROUP BY ALL ORDER BY n DESC, model, dataset, batch_size "
+        "LIMIT 1", [gpus[0], q.batch_size, q.batch_size]).fetchone()
+    if row is None:
+        raise UsageError("pass --model NAME and --batch-size B")
+    model, dataset, batch, n = row
+    return (replace(q, gpu=gpus[0], model=model, dataset=dataset, batch_size=int(batch)),
+            f"no --model: simulating the configuration measured at the most limits on {gpus[0]}, "
+            f"{dataset}/{model} at batch {int(batch)} ({n} limits); pass --model and --batch-size for another")
+
+
 def simulate(con: duckdb.DuckDBPyConnection, q: Query, *, budget_epochs: float | None = None,
              budget_kwh: float | None = None, reference_limit: str | float = "max", eta: float = 0.5,
              target_metric: float | None = None, zone: str | None = None, intensity: float | None = None,
@@ -127,6 +147,10 @@ def simulate(con: duckdb.DuckDBPyConnection, q: Query, *, budget_epochs: float |
         raise UsageError("--eta must lie between 0 and 1")
     if (budget_epochs is not None and budget_epochs <= 0) or (budget_kwh is not None and budget_kwh <= 0):
         raise UsageError("the budget must be positive")
+    notes: list[str] = []
+    if not q.model and q.macs is None:
+        q, note = _most_measured(con, q)
+        notes.append(note)
     limits = list(q.power_limits)
     if not limits:
         from dlwh.analysis.predict import resolve
@@ -163,7 +187,7 @@ def simulate(con: duckdb.DuckDBPyConnection, q: Query, *, budget_epochs: float |
                      budget_epochs_at_reference=n_ref, eta=eta, max_power_w=max_power,
                      best_energy_limit_w=float(table["energy_per_epoch_j"].idxmin()),
                      best_cost_limit_w=float(table["cost_per_epoch"].idxmin()), prediction=pred,
-                     notes=list(pred.notes))
+                     notes=notes + list(pred.notes))
     base = pred.base
     tta = time_to_accuracy(con, base.get("dataset"), base.get("model"), int(base["batch_size"]),
                            base.get("optimizer"), target_metric)
