@@ -95,6 +95,7 @@ def test_the_collected_h200_example_run(con):
 
 
 def test_fit_with_one_collected_run_says_what_is_missing(runner, db_path, tmp_path):
+    pytest.importorskip("sklearn")
     spans = [{"id": f"e{k}", "start_s": 1 + 2 * k, "end_s": 3 + 2 * k} for k in range(3)]
     folder = make_run(tmp_path / "r5", run_id="r5", seconds=8.0, spans=spans, tags={"model": "resnet50", "batch_size": 8})
     assert invoke(runner, "ingest", str(folder), "--db", str(db_path)).exit_code == 0
@@ -168,6 +169,7 @@ def test_predict_before_fit_says_to_run_fit(runner, a40_db):
 
 
 def test_fit_on_an_empty_warehouse(runner, db_path):
+    pytest.importorskip("sklearn")
     result = invoke(runner, "fit", "--db", str(db_path))
     assert result.exit_code == 1
     assert "no training data in this warehouse" in result.stderr

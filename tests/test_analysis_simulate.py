@@ -15,6 +15,9 @@ import pytest
 from dlwh.ingest.loader import IngestOptions, ingest_paths
 from tests.conftest import invoke
 
+pytest.importorskip("sklearn")      # threadpoolctl comes with it
+pytest.importorskip("matplotlib")
+
 
 class KnownCurve:
     """A stored 'model' with closed-form curves: T = 100 + 20000 / L s, P = 0.6 L + 30 W, E = T P."""
