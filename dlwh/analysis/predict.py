@@ -168,9 +168,9 @@ def _pick_auto(con, gpu: str, config: str) -> str:
 
 def predict(con: duckdb.DuckDBPyConnection, q: Query) -> Prediction:
     """Predict every target at every power limit of the query."""
-    from threadpoolctl import threadpool_limits
-
     base, notes, gpu = resolve(con, q)
+    from threadpoolctl import threadpool_limits  # after resolve: 'run dlwh fit first' needs no scikit-learn
+
     rows = pd.DataFrame([{**base, "power_limit_w": float(limit)} for limit in q.power_limits])
     table = pd.DataFrame({"power_limit_w": rows["power_limit_w"]})
     algos, scores, warnings = {}, {}, []
