@@ -135,6 +135,10 @@ def register(app: typer.Typer) -> None:
         intensity: Optional[float] = typer.Option(None, "--intensity", help="Carbon intensity, gCO2e/kWh."),
         pue: Optional[float] = typer.Option(None, "--pue", help="Data-centre PUE for emissions."),
         algo: str = typer.Option("auto", "--algo", help="auto, gbr, poly, ols, physics."),
+        carbon: Optional[str] = typer.Option(None, "--carbon", help="Zone: say when, within --window-start/--window-end, the least-energy run would emit least (intensity history or forecast in the warehouse)."),
+        window_start: Optional[str] = typer.Option(None, "--window-start", help="With --carbon: earliest start, ISO 8601 (naive = UTC)."),
+        window_end: Optional[str] = typer.Option(None, "--window-end", help="With --carbon: the run must end by then, ISO 8601."),
+        window_step_h: float = typer.Option(1.0, "--window-step-h", help="With --carbon: hours between candidate starts."),
         plot: str = typer.Option("simulation.png", "--plot", help="Write the plot here (.png or .svg)."),
         no_plot: bool = typer.Option(False, "--no-plot", help="Do not write the plot."),
         db: Optional[str] = DbOption,
@@ -146,12 +150,21 @@ def register(app: typer.Typer) -> None:
 
         if not no_plot:
             plots.check_out(plot)
+        if carbon and not (window_start and window_end):
+            raise UsageError("--carbon needs --window-start and --window-end (ISO 8601 times)")
         q = _query_options(power_limits, gpu, model, macs, params, batch_size, dataset, None, None, None,
                            None, None, algo)
         con = open_warehouse(db)
+        schedule = None
         try:
             sim = simulate(con, q, budget_epochs=budget_epochs, budget_kwh=budget_kwh, reference_limit=reference_limit,
                            eta=eta, target_metric=target_metric, zone=zone, intensity=intensity, pue=pue)
+            if carbon:
+                from dlwh.analysis.carbon_window import parse_window_time, schedule_for_simulation
+
+                schedule = schedule_for_simulation(
+                    con, sim, carbon, parse_window_time(window_start, "--window-start"),
+                    parse_window_time(window_end, "--window-end"), window_step_h)
         finally:
             con.close()
         _warn(sim.prediction.warnings)
@@ -161,6 +174,13 @@ def register(app: typer.Typer) -> None:
         typer.echo(table_for_print(sim).to_string(index=False))
         for line in summary_lines(sim):
             typer.echo(line)
+        if schedule is not None:
+            limit, sch = schedule
+            best, worst = sch.best, sch.worst
+            typer.echo(f"carbon ({sch.zone}, {sch.basis}): the {limit:g} W run ({sch.energy_kwh:.4g} kWh, "
+                       f"{sch.duration_s / 3600:.3g} h) emits least starting {best['start_ts']:%Y-%m-%d %H:%M} UTC: "
+                       f"{best['emissions_g'] / 1000:.4g} kg CO2e, against {worst['emissions_g'] / 1000:.4g} kg "
+                       f"starting {worst['start_ts']:%Y-%m-%d %H:%M} UTC ({sch.saving_g / 1000:.4g} kg saved)")
         if not no_plot:
             path = plots.save(plots.simulation(sim), plot)
             typer.echo(f"plot: {path}")
