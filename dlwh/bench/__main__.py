@@ -1,7 +1,7 @@
 """``python -m dlwh.bench MODEL [options]``: ``dlwh bench`` without the full CLI.
 
 For GPU nodes that have only Python, torch and nvidia-ml-py (no typer, duckdb or pandas); the
-options are those of ``dlwh bench`` (docs/bench.md), less ``--db``.
+options are those of ``dlwh bench`` (README), less ``--db``.
 """
 
 from __future__ import annotations
