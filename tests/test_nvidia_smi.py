@@ -329,6 +329,10 @@ def test_bad_timestamp_and_appended_other_header(con, tmp_path):
     bad = TWO_GPUS.replace("2026/11/21 11:15:00.200", "2026/13/45 11:15:00.200")
     result = ingest_one(con, write(tmp_path, "ts.csv", bad), tz="UTC")
     assert result.outcome == "failed" and result.line == 4 and "not an nvidia-smi timestamp" in result.message
+    # an empty timestamp cell in a file DuckDB's typed reader takes (it reads '' as NULL, not an error)
+    empty = "timestamp, power.draw [W]\n2026/11/21 11:15:00.000, 1.00 W\n, 2.00 W\n2026/11/21 11:15:02.000, 3.00 W\n"
+    result = ingest_one(con, write(tmp_path, "empty.csv", empty), tz="UTC")
+    assert result.outcome == "failed" and result.line == 3 and "not an nvidia-smi timestamp" in result.message
     other = TWO_GPUS + "timestamp, power.draw [W]\n2026/11/21 11:16:00.000, 1.00 W\n"
     result = ingest_one(con, write(tmp_path, "two.csv", other), tz="UTC")
     assert result.outcome == "failed" and result.line == 6 and "another header line" in result.message

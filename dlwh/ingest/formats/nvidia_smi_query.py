@@ -397,7 +397,9 @@ def parse(ctx: IngestContext) -> Trace:
             try:
                 check = _check_query(cur, fast, role, None, lines, typed)
             except duckdb.Error:
-                fast = None
+                check, fast = None, None
+            if check is not None and check["bad_ts"].sum():  # empty timestamp cells read as NULL
+                check, fast = None, None
         if check is None:
             try:
                 check = _check_query(cur, slow, role, n, lines, typed)

@@ -19,26 +19,32 @@ WITH used AS (
     FROM sensors se
     WHERE se.run_id IN (SELECT DISTINCT run_id FROM spans)
 ),
+ids AS MATERIALIZED (
+    -- the power series spans need, each with a small number (integer keys sort and join cheaply)
+    SELECT row_number() OVER (ORDER BY sensor_id, metric) AS sid, sensor_id, metric
+    FROM (SELECT DISTINCT sensor_id, metric FROM samples
+          WHERE metric IN ('power', 'power_instant') AND value IS NOT NULL
+            AND sensor_id IN (SELECT sensor_id FROM used))
+),
 d AS MATERIALIZED (
-    -- the steps of each power series (sort 1); seq numbers the samples of a series in time order
-    SELECT sensor_id, metric, seq, ts, power_w, next_ts, next_power_w, epoch(next_ts - ts) AS step_s
+    -- the steps of each series (sort 1); seq numbers the samples of a series in time order
+    SELECT sid, seq, ts, power_w, next_ts, next_power_w, epoch(next_ts - ts) AS step_s
     FROM (
-        SELECT sensor_id, metric, ts, value AS power_w,
-               lead(ts)     OVER w AS next_ts,
-               lead(value)  OVER w AS next_power_w,
-               row_number() OVER w AS seq
-        FROM samples
-        WHERE metric IN ('power', 'power_instant') AND value IS NOT NULL
-          AND sensor_id IN (SELECT sensor_id FROM used)
-        WINDOW w AS (PARTITION BY sensor_id, metric ORDER BY ts)
+        SELECT i.sid, s.ts, s.value AS power_w,
+               lead(s.ts)    OVER w AS next_ts,
+               lead(s.value) OVER w AS next_power_w,
+               row_number()  OVER w AS seq
+        FROM samples s JOIN ids i USING (sensor_id, metric)
+        WHERE s.metric IN ('power', 'power_instant') AND s.value IS NOT NULL
+        WINDOW w AS (PARTITION BY i.sid ORDER BY s.ts)
     )
 ),
-series AS MATERIALIZED (
-    -- one row per power series; sid: a small number for it (integer sort keys below)
-    SELECT row_number() OVER () AS sid, *
-    FROM (SELECT sensor_id, metric, min(ts) AS first_ts, max(ts) AS last_ts,
+series AS (
+    SELECT i.sid, i.sensor_id, i.metric, b.first_ts, b.last_ts, b.median_step_s
+    FROM ids i
+    JOIN (SELECT sid, min(ts) AS first_ts, max(ts) AS last_ts,
                  median(step_s) FILTER (WHERE step_s > 0) AS median_step_s
-          FROM d GROUP BY sensor_id, metric)
+          FROM d GROUP BY sid) b USING (sid)
 ),
 pairs AS MATERIALIZED (
     -- spans x the power series of their run's sensors; pid: a number for each pair
@@ -49,9 +55,8 @@ pairs AS MATERIALIZED (
     JOIN series sr ON sr.sensor_id = u.sensor_id
 ),
 steps AS (
-    SELECT sr.sid, d.seq, d.ts, d.power_w, d.next_ts, d.next_power_w, d.step_s,
-           coalesce(d.step_s > greatest(5 * sr.median_step_s, 1.0), false) AS is_gap
-    FROM d JOIN series sr USING (sensor_id, metric)
+    SELECT d.*, coalesce(d.step_s > greatest(5 * sr.median_step_s, 1.0), false) AS is_gap
+    FROM d JOIN series sr USING (sid)
 ),
 events AS (
     -- samples (kind 0) and span edges (kind 1: start, 2: end); at equal times samples come first,
