@@ -12,6 +12,7 @@ from dlwh.ingest.loader import IngestOptions, ingest_paths
 from dlwh.warehouse import open_warehouse
 from tests.conftest import invoke
 from tests.runfactory import make_run
+from tests.helpers import counts, write
 
 DATA = Path(__file__).resolve().parent / "data" / "ipmitool"
 
@@ -29,14 +30,6 @@ def samples(con, where: str = "TRUE", params=()):
         list(params)).fetchall()
 
 
-def counts(con):
-    return tuple(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("samples", "sensors", "files", "runs"))
-
-
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 # --- dcmi: the shared fixture (ipmitool ≤ 1.8.17, unindented, ctime timestamp) -------------------

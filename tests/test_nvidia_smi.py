@@ -11,6 +11,7 @@ import pytest
 from dlwh.ingest.formats import nvidia_smi_dmon, nvidia_smi_query
 from dlwh.ingest.loader import IngestOptions, ingest_paths
 from tests.conftest import invoke
+from tests.helpers import counts, write
 
 START = "2024-01-15T10:00:00+00:00"
 
@@ -40,14 +41,6 @@ def metrics_at(con, ts: datetime, sensor: str | None = None) -> dict:
     return {m: v for m, v, _, name in rows if sensor is None or name == sensor}
 
 
-def counts(con):
-    return tuple(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("samples", "sensors", "files", "runs"))
-
-
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 def message(con) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dlwh.ingest.loader import IngestOptions, ingest_paths
+from tests.helpers import counts, write
 
 DATA = Path(__file__).resolve().parent / "data" / "powermetrics"
 FIXTURE = "codecarbon-m1-macbookair.txt"
@@ -27,14 +28,6 @@ def series(con, sensor: str, metric: str):
         "WHERE se.name = ? AND s.metric = ? ORDER BY s.ts", [sensor, metric]).fetchall()
 
 
-def counts(con):
-    return tuple(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("samples", "sensors", "files", "runs"))
-
-
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 def at(h, m, s, us=0):

@@ -459,3 +459,14 @@ def check_line_end(text: str, last_row_line: int | None, total_lines: int) -> No
     """ParseError when the file ends inside a counter line (no final newline after it)."""
     if text and not text.endswith("\n") and last_row_line is not None and last_row_line == total_lines:
         raise ParseError("last line has no line end (file truncated?); perf ends every line", line=total_lines)
+
+
+def split_lines(text: str) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """The file's lines (CRLF folded, no trailing empty line), their stripped form, and which are comments."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    lines = pd.Series(text.split("\n"))
+    if text.endswith("\n"):
+        lines = lines.iloc[:-1]
+    stripped = lines.str.strip()
+    return lines, stripped, stripped.str.startswith("#")

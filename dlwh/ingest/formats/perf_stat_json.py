@@ -58,13 +58,7 @@ def sniff(head: str, path: Path) -> bool:
 def parse(ctx: IngestContext) -> Trace:
     """Read the JSON lines in one go; event objects become rows for _perf_common."""
     text = ctx.read_text()
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
-    lines = pd.Series(text.split("\n"))
-    if text.endswith("\n"):
-        lines = lines.iloc[:-1]
-    stripped = lines.str.strip()
-    comment = stripped.str.startswith("#")
+    lines, stripped, comment = common.split_lines(text)
     data = ~comment & stripped.ne("")
     if not data.any():
         raise ParseError("no JSON objects in this perf stat -j file")

@@ -59,13 +59,7 @@ def sniff(head: str, path: Path) -> bool:
 def parse(ctx: IngestContext) -> Trace:
     """Find counter lines by regex over all lines, read numbers in the file's locale, build the trace."""
     text = ctx.read_text()
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
-    lines = pd.Series(text.split("\n"))
-    if text.endswith("\n"):
-        lines = lines.iloc[:-1]
-    stripped = lines.str.strip()
-    comment = stripped.str.startswith("#")
+    lines, stripped, comment = common.split_lines(text)
     header = lines.str.contains(_HEADER, regex=True)
     elapsed_tok = lines.str.extract(_ELAPSED, expand=False)
     footer = elapsed_tok.notna() | lines.str.match(_USER_SYS)
