@@ -18,7 +18,7 @@ os.wait4 (the child's own rusage). Steps are repeated ``--repeat`` times, altern
 ingest so that a busy machine slows both alike; the medians are reported. Data goes to
 benchmarks/_data/ (git-ignored) and is reused when present.
 
-    python benchmarks/bench_ingest.py                      # the full benchmark (~15 min on 2 cores)
+    python benchmarks/bench_ingest.py                      # the full benchmark (~3 min on 2 cores)
     python benchmarks/bench_ingest.py --rows 100000 --perf-lines 10000 --samples 100000 --spans 1000
 """
 

@@ -15,17 +15,21 @@ Headerless files take their field list from ``--fields`` (ctx.options['fields'])
 manifest (the nvidia-smi source's ``--query-gpu=``), else from the value units where they are
 unambiguous (a warning says what was assumed).
 
-Large files: DuckDB reads every line as one string (no quoting), splits it on nvidia-smi's ', ' and
-cleans and unpivots it in SQL; the samples are one streaming relation on ``ctx.con`` that the loader
-inserts. A lighter first pass checks column counts and timestamps (ParseError with the line number)
-and lists the GPUs. No Python loop touches the data rows.
+Large files (benchmarks/bench_ingest.py, docs/performance.md "Ingest"): the samples are one streaming
+DuckDB relation on ``ctx.con`` that the loader inserts: units stripped and cells cast in SQL, rows
+unpivoted to long form with unnest. A first pass, on a cursor of its own, checks every row's column
+count and timestamp and lists the GPUs. The usual layout (header on line 1, ', ' separators,
+millisecond timestamps) is read by DuckDB's CSV reader with the timestamp typed; other layouts, and
+any file in which that reader meets a bad line, are read as whole lines split in SQL, where repeated
+header lines are skipped and a bad line is found and named (ParseError with its line number).
+No Python loop touches the data rows.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
