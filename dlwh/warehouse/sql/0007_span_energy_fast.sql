@@ -1,4 +1,4 @@
--- dlwh warehouse, schema version 9: span_energy computed in two sorts instead of eight.
+-- dlwh warehouse, schema version 7: span_energy computed in two sorts instead of eight.
 --
 -- Same columns, same integration rule (0002): piecewise-linear power per sensor and metric, trapezoids,
 -- steps longer than max(5 x the series' median step, 1 s) are gaps, E(b) - E(a) with linear
