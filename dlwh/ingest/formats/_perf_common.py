@@ -353,13 +353,19 @@ def _rapl(rows: pd.DataFrame, counters: pd.DataFrame, n_runs: int, notes: list[s
         return None, None
     r = counters[placed]
     # one sensor per (run if several, CPU/socket label, domain): keys built once per sensor
-    parts = pd.DataFrame({"run": r["perf_run"].to_numpy() if n_runs > 1 else 0,
-                          "cpu": _none_for_nan(r["cpu"].astype(object)).fillna("").to_numpy(dtype=object),
-                          "dom": domain[placed].to_numpy(dtype=object)}, index=r.index)
-    sensor_no = parts.groupby(["run", "cpu", "dom"], sort=False).ngroup()
-    sensors = parts.drop_duplicates(["run", "cpu", "dom"]).copy()
-    sensors["ngroup"] = sensor_no[sensors.index]
-    sensors = sensors.sort_values("ngroup")
+    # (integer codes per row, the few distinct values as objects: no groupby over row strings)
+    run_no = r["perf_run"].to_numpy(dtype=np.int64) if n_runs > 1 else np.zeros(len(r), dtype=np.int64)
+    cpu_codes, cpu_uniques = codes_of(r["cpu"])
+    cpu_names = np.append(_none_for_nan(cpu_uniques).fillna("").to_numpy(dtype=object), "")
+    cpu_merge, cpu_values = pd.factorize(cpu_names)  # a null label and '' are the same sensor
+    cpu_no = cpu_merge[np.where(cpu_codes < 0, len(cpu_uniques), cpu_codes)].astype(np.int64)
+    dom_no, dom_values = pd.factorize(domain[placed].to_numpy(dtype=object))
+    combined = (run_no * (len(cpu_values) + 1) + cpu_no) * (len(dom_values) + 1) + dom_no
+    sensor_no = pd.Series(pd.factorize(combined)[0], index=r.index)  # numbered in order of first appearance
+    first = np.sort(np.unique(sensor_no.to_numpy(), return_index=True)[1])
+    sensors = pd.DataFrame({"run": run_no[first],
+                            "cpu": np.asarray(cpu_values, dtype=object)[cpu_no[first]],
+                            "dom": np.asarray(dom_values, dtype=object)[dom_no[first]]})
     keys = ["perf:" + (f"run{run}:" if n_runs > 1 else "") + (f"{cpu}:" if cpu else "") + f"energy-{dom}"
             for run, cpu, dom in zip(sensors["run"], sensors["cpu"], sensors["dom"])]  # per sensor: few
     names = [f"energy-{dom}" + (f" {cpu}" if cpu else "") + (f" (perf run {run})" if n_runs > 1 else "")
@@ -384,9 +390,9 @@ def _rapl(rows: pd.DataFrame, counters: pd.DataFrame, n_runs: int, notes: list[s
     # the run's edges: the first interval's average at its start, the last one's at its end, so
     # that the trapezoids cover the whole run and add up to perf's Joules (duration_s NULL marks them)
     ordered = pd.DataFrame({"sensor_key": key, "start": r["ts"] - _ns_delta(iv).to_numpy(), "end": r["ts"],
-                            "value": power["value"]}).dropna(subset=["start"])
-    head = ordered.groupby("sensor_key", sort=False).head(1)
-    tail = ordered.groupby("sensor_key", sort=False).tail(1)
+                            "value": power["value"], "sensor_no": sensor_no}).dropna(subset=["start"])
+    head = ordered.groupby("sensor_no", sort=False).head(1)
+    tail = ordered.groupby("sensor_no", sort=False).tail(1)
     edges = pd.concat([
         pd.DataFrame({"sensor_key": head["sensor_key"], "ts": head["start"], "value": head["value"]}),
         pd.DataFrame({"sensor_key": tail["sensor_key"], "ts": tail["end"], "value": tail["value"]}),

@@ -80,8 +80,9 @@ def _layout_sql(sep: str, table: str) -> str:
                               WHEN coalesce(regexp_full_match(f[2], {_lit(_LABEL)}), false) THEN 1
                               ELSE 0 END
                     ELSE 0 END AS k0
-        FROM (SELECT line, string_split(text, {_lit(sep)}) AS f FROM {table}
-              WHERE trim(text) <> '' AND NOT starts_with(ltrim(text), '#'))"""
+        FROM (SELECT line, string_split(text, {_lit(sep)}) AS f
+              FROM (SELECT line, text, ltrim(text) AS lt FROM {table})
+              WHERE lt <> '' AND NOT starts_with(lt, '#'))"""
     layout = f"""
         SELECT *, CASE WHEN k0 = 0 THEN NOT {val(1)} AND NOT {empty(1)}
                        ELSE NOT {val(2)} AND NOT {empty(2)} END AS lab
@@ -91,32 +92,29 @@ def _layout_sql(sep: str, table: str) -> str:
                        WHEN k0 = 0 THEN {integer(2)} AND {val(3)}
                        ELSE {integer(3)} AND {val(4)} END AS cnt
         FROM layout"""
-    picks = []
-    for k0 in (0, 1):
-        for lab, cnt in ((False, False), (True, False), (True, True)):
-            k = k0 + int(lab) + int(cnt)
+    # the fields at positions that depend on the line's layout: k = fields before the value,
+    # x = '-r' noise / '-G' cgroup fields after the event; one SELECT (no per-layout scans)
+    def field(i: int) -> str:
+        return f"coalesce(trim(f[k + {i}]), '')"
 
-            def field(i: int) -> str:
-                return f"coalesce(trim(f[{k + i}]), '')"
+    def extra(i: int) -> str:  # a '-r' noise ('0.12%') or '-G' cgroup field after the event
+        return f"(coalesce(trim(f[k + {i}]), '') <> '' AND {num(f'f[k + {i}]')} IS NULL)"
 
-            def extra(i: int) -> str:  # a '-r' noise ('0.12%') or '-G' cgroup field after the event
-                return f"(coalesce(trim(f[{k + i}]), '') <> '' AND {num(f'f[{k + i}]')} IS NULL)"
-
-            picks.append(f"""
-        SELECT line, nf, {k} AS k, x,
-               {num('f[1]') if k0 else 'CAST(NULL AS DOUBLE)'} AS t,
-               {f'trim(f[{k0 + 1}])' if lab else 'CAST(NULL AS VARCHAR)'} AS cpu,
-               {field(1)} AS value_s, {num(f'f[{k + 1}]')} AS value,
+    picked = f"""
+        SELECT line, nf, k, x,
+               CASE WHEN k0 = 1 THEN {num('f[1]')} END AS t,
+               CASE WHEN lab THEN trim(f[k0 + 1]) END AS cpu,
+               {field(1)} AS value_s, {num('f[k + 1]')} AS value,
                {field(2)} AS unit, {field(3)} AS event,
-               {num(f'f[{k + 4} + x]')} AS run_time_ns, {num(f'f[{k + 5} + x]')} AS enabled_pct,
-               {num(f'f[{k + 6} + x]')} AS metric_value, coalesce(trim(f[{k + 7} + x]), '') AS metric_unit
+               {num('f[k + 4 + x]')} AS run_time_ns, {num('f[k + 5 + x]')} AS enabled_pct,
+               {num('f[k + 6 + x]')} AS metric_value, coalesce(trim(f[k + 7 + x]), '') AS metric_unit
         FROM (SELECT *, CASE WHEN {extra(4)} THEN CASE WHEN {extra(5)} THEN 2 ELSE 1 END ELSE 0 END AS x
-              FROM counted WHERE k0 = {k0} AND lab = {str(lab).upper()} AND cnt = {str(cnt).upper()})""")
+              FROM (SELECT *, k0 + CAST(lab AS INTEGER) + CAST(cnt AS INTEGER) AS k FROM counted))"""
     return f"""
     WITH base AS ({base}
     ), layout AS ({layout}
-    ), counted AS MATERIALIZED ({counted}
-    ), picked AS ({" UNION ALL ".join(picks)}
+    ), counted AS ({counted}
+    ), picked AS ({picked}
     )
     SELECT line, nf, k + x AS k, t, cpu, value, unit, event, run_time_ns, enabled_pct, metric_value, metric_unit,
            CASE value_s WHEN '<not counted>' THEN 'not counted' WHEN '<not supported>' THEN 'not supported'
@@ -204,9 +202,13 @@ def _fetch(con: duckdb.DuckDBPyConnection, table: str, sep: str, lines: list[str
     The strings (events, units, CPU labels) repeat; they are fetched once each and the rows carry
     codes, so that a million rows never become a million Python strings here.
     """
-    total, too_many_at, bad_at, n_rows = con.execute(
+    text_cols = ("cpu", "unit", "event", "metric_unit", "reason")
+    # one scan: the checks and each text column's distinct values (few: events, units, labels)
+    distinct = ", ".join(f"list_sort(list(DISTINCT {col}) FILTER (WHERE NOT metric_only AND nullif({col}, '') "
+                         "IS NOT NULL))" for col in text_cols)
+    total, too_many_at, bad_at, n_rows, *lists = con.execute(
         f"SELECT count(*), min(line) FILTER (WHERE too_many AND NOT bad), min(line) FILTER (WHERE bad), "
-        f"count(*) FILTER (WHERE NOT metric_only) FROM {table}").fetchall()[0]
+        f"count(*) FILTER (WHERE NOT metric_only), {distinct} FROM {table}").fetchall()[0]
     if total == 0:
         raise ParseError("no perf stat counter lines (only comments or blank lines)")
     if bad_at is not None and (too_many_at is None or bad_at < too_many_at):
@@ -219,20 +221,19 @@ def _fetch(con: duckdb.DuckDBPyConnection, table: str, sep: str, lines: list[str
                          "separator (perf stat -x';')", line=int(too_many_at))
     if n_rows == 0:
         raise ParseError("no perf stat counter lines (only metric lines)")
-    text_cols = ("cpu", "unit", "event", "metric_unit", "reason")
-    values: dict[str, list[str]] = {}
-    for col in text_cols:
-        values[col] = [r[0] for r in con.execute(
-            f"SELECT DISTINCT {col} FROM {table} WHERE NOT metric_only AND nullif({col}, '') IS NOT NULL "
-            f"ORDER BY 1").fetchall()]
+    values: dict[str, list[str]] = {col: list(found or []) for col, found in zip(text_cols, lists)}
     codes = ", ".join(f"list_position(?, nullif({col}, '')) - 1 AS {col}_code" for col in text_cols)
+    # the table is written in line order (one pipeline over the lines in order); sorted here only if not
     found = con.execute(
         f"SELECT line, t, value, run_time_ns, enabled_pct, metric_value, {codes} FROM {table} "
-        "WHERE NOT metric_only ORDER BY line", [values[col] for col in text_cols]).df()
+        "WHERE NOT metric_only", [values[col] for col in text_cols]).df()
+    line_no = found["line"].to_numpy()
+    if len(line_no) > 1 and not (line_no[1:] > line_no[:-1]).all():
+        found = found.iloc[np.argsort(line_no, kind="stable")].reset_index(drop=True)
     rows = found[["line", "t", "value", "run_time_ns", "enabled_pct", "metric_value"]].copy()
     for col in text_cols:
         code = found[f"{col}_code"].fillna(-1).to_numpy(dtype=np.int64)
         rows[col] = pd.Categorical.from_codes(code, categories=values[col]) if values[col] else \
-            pd.Series([None] * len(found), dtype=object)
+            pd.Series(np.full(len(found), None, dtype=object), dtype=object)
     rows["value"] = rows["value"].where(rows["reason"].isna())
     return rows
