@@ -14,7 +14,9 @@ Three parts (docs/performance.md, "Ingest", has the figures and the targets):
   INSERT from generated relations; timed: ``SELECT sum(energy_j), count(*) FROM span_energy``.
 
 Every timed step runs in its own child process: wall time from the parent, CPU time and peak RSS from
-os.wait4 (the child's own rusage). Steps are repeated ``--repeat`` times, alternating reference and
+os.wait4 (the child's own rusage). Besides the whole ``dlwh ingest`` process, each file is also timed
+in-process: ``ingest_paths`` into a fresh, migrated warehouse against the ``CREATE TABLE ... read_csv``
+statement alone (neither counts process start, imports or creating the database). Steps are repeated ``--repeat`` times, alternating reference and
 ingest so that a busy machine slows both alike; the medians are reported. Data goes to
 benchmarks/_data/ (git-ignored) and is reused when present.
 
@@ -114,8 +116,28 @@ def child_read_csv(path: str, db: str) -> dict:
 
     con = duckdb.connect(db)
     con.execute("SET enable_progress_bar = false")
+    t = time.perf_counter()
     con.execute("CREATE TABLE raw AS SELECT * FROM read_csv(?)", [path])
-    return {"rows": con.execute("SELECT count(*) FROM raw").fetchone()[0]}
+    inproc_s = time.perf_counter() - t
+    return {"rows": con.execute("SELECT count(*) FROM raw").fetchone()[0], "inproc_s": inproc_s}
+
+
+def child_ingest(path: str, db: str, args_json: str) -> dict:
+    """In-process ingest: ``ingest_paths`` into a fresh, already migrated warehouse (no process start,
+    imports or warehouse creation in the time; hashing, detection, parsing, inserting, committing in it)."""
+    from dlwh.ingest.loader import IngestOptions, ingest_paths
+    from dlwh.warehouse import open_warehouse
+
+    cli = json.loads(args_json)  # the CLI's --tz/--start, as options
+    opts = IngestOptions(tz=cli.get("--tz"), start=cli.get("--start"))
+    con = open_warehouse(db)
+    con.execute("SET enable_progress_bar = false")
+    t = time.perf_counter()
+    result = ingest_paths(con, [path], opts)[0]
+    inproc_s = time.perf_counter() - t
+    if not result.outcome.startswith("loaded"):
+        raise SystemExit(result.describe())
+    return {"rows": result.rows, "inproc_s": inproc_s}
 
 
 def child_span_energy(db: str, samples: int, spans: int) -> dict:
@@ -200,12 +222,17 @@ def _dlwh() -> list[str]:
 
 def compare(label: str, path: Path, ingest_args: list[str], repeat: int, expect_rows: int | None) -> dict:
     """Alternate the reference read_csv and dlwh ingest ``repeat`` times; medians and ratios."""
-    ref, ing = [], []
+    ref, ing, inproc = [], [], []
     db_ref, db_ing = DATA / f"{label}-read_csv.duckdb", DATA / f"{label}-ingest.duckdb"
     loaded = None
+    cli_opts = json.dumps(dict(zip(ingest_args[::2], ingest_args[1::2])))
     for _ in range(repeat):
         r = measure([sys.executable, __file__, "_child", "read_csv", str(path), _fresh(db_ref)])
+        r["inproc_s"] = json.loads(r["stdout"].strip().splitlines()[-1])["inproc_s"]
         ref.append(r)
+        p = measure([sys.executable, __file__, "_child", "ingest", str(path), _fresh(db_ing), cli_opts])
+        p["inproc_s"] = json.loads(p["stdout"].strip().splitlines()[-1])["inproc_s"]
+        inproc.append(p)
         i = measure(_dlwh() + ["ingest", str(path), "--db", _fresh(db_ing), "-q"] + ingest_args)
         ing.append(i)
         import duckdb
@@ -215,6 +242,7 @@ def compare(label: str, path: Path, ingest_args: list[str], repeat: int, expect_
         con.close()
         print(f"  {label}: read_csv {r['wall_s']:.1f} s ({r['cpu_s']:.1f} s CPU, {r['peak_rss_mib']:.0f} MiB); "
               f"dlwh ingest {i['wall_s']:.1f} s ({i['cpu_s']:.1f} s CPU, {i['peak_rss_mib']:.0f} MiB); "
+              f"in-process read_csv {r['inproc_s']:.2f} s, ingest_paths {p['inproc_s']:.2f} s; "
               f"{loaded[0]:,} rows {loaded[1]}; load average {os.getloadavg()[0]:.1f}", flush=True)
     if expect_rows is not None and loaded[0] != expect_rows:
         raise SystemExit(f"{label}: dlwh ingest loaded {loaded[0]} rows, expected {expect_rows}")
@@ -230,6 +258,11 @@ def compare(label: str, path: Path, ingest_args: list[str], repeat: int, expect_
     out["ratio_wall"] = out["ingest_wall_s"] / out["read_csv_wall_s"]
     out["ratio_cpu"] = out["ingest_cpu_s"] / out["read_csv_cpu_s"]
     out["ratios_wall_each"] = [round(i["wall_s"] / r["wall_s"], 2) for r, i in zip(ref, ing)]
+    # in-process: the CREATE TABLE ... read_csv statement against ingest_paths, both after connecting
+    out["read_csv_inproc_s"] = med(ref, "inproc_s")
+    out["ingest_inproc_s"] = med(inproc, "inproc_s")
+    out["ratio_inproc"] = out["ingest_inproc_s"] / out["read_csv_inproc_s"]
+    out["ratios_inproc_each"] = [round(p["inproc_s"] / r["inproc_s"], 2) for r, p in zip(ref, inproc)]
     return out
 
 
@@ -279,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         results["nvidia-smi"] = res
         print(f"nvidia-smi: {args.rows:,} rows -> {res['rows_loaded']:,} samples: ingest {res['ingest_wall_s']:.1f} s "
               f"= {res['ratio_wall']:.2f}x read_csv ({res['read_csv_wall_s']:.1f} s), CPU {res['ratio_cpu']:.2f}x; "
+              f"in-process {res['ingest_inproc_s']:.1f} s = {res['ratio_inproc']:.2f}x ({res['read_csv_inproc_s']:.1f} s); "
               f"peak RSS {res['ingest_peak_rss_mib']:.0f} MiB", flush=True)
 
     if "perf" in parts:
@@ -289,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         results["perf"] = res
         print(f"perf: {args.perf_lines:,} lines -> {res['rows_loaded']:,} rows: ingest {res['ingest_wall_s']:.1f} s "
               f"= {res['ratio_wall']:.2f}x read_csv ({res['read_csv_wall_s']:.2f} s), CPU {res['ratio_cpu']:.2f}x; "
+              f"in-process {res['ingest_inproc_s']:.2f} s = {res['ratio_inproc']:.2f}x ({res['read_csv_inproc_s']:.2f} s); "
               f"peak RSS {res['ingest_peak_rss_mib']:.0f} MiB", flush=True)
 
     if "span_energy" in parts:
@@ -319,6 +354,8 @@ if __name__ == "__main__":
         task, rest = sys.argv[2], sys.argv[3:]
         if task == "read_csv":
             print(json.dumps(child_read_csv(*rest)))
+        elif task == "ingest":
+            print(json.dumps(child_ingest(*rest)))
         elif task == "span_energy":
             print(json.dumps(child_span_energy(rest[0], int(rest[1]), int(rest[2]))))
         sys.exit(0)
