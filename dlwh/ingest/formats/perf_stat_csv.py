@@ -222,7 +222,7 @@ def _fetch(con: duckdb.DuckDBPyConnection, table: str, sep: str, lines: list[str
     if n_rows == 0:
         raise ParseError("no perf stat counter lines (only metric lines)")
     values: dict[str, list[str]] = {col: list(found or []) for col, found in zip(text_cols, lists)}
-    codes = ", ".join(f"list_position(?, nullif({col}, '')) - 1 AS {col}_code" for col in text_cols)
+    codes = ", ".join(f"coalesce(list_position(?, nullif({col}, '')), 0) - 1 AS {col}_code" for col in text_cols)
     # the table is written in line order (one pipeline over the lines in order); sorted here only if not
     found = con.execute(
         f"SELECT line, t, value, run_time_ns, enabled_pct, metric_value, {codes} FROM {table} "
@@ -232,7 +232,7 @@ def _fetch(con: duckdb.DuckDBPyConnection, table: str, sep: str, lines: list[str
         found = found.iloc[np.argsort(line_no, kind="stable")].reset_index(drop=True)
     rows = found[["line", "t", "value", "run_time_ns", "enabled_pct", "metric_value"]].copy()
     for col in text_cols:
-        code = found[f"{col}_code"].fillna(-1).to_numpy(dtype=np.int64)
+        code = found[f"{col}_code"].to_numpy(dtype=np.int64)
         rows[col] = pd.Categorical.from_codes(code, categories=values[col]) if values[col] else \
             pd.Series(np.full(len(found), None, dtype=object), dtype=object)
     rows["value"] = rows["value"].where(rows["reason"].isna())
