@@ -53,7 +53,7 @@ def _layout_sql(sep: str, table: str) -> str:
     """SQL over ``table(line, text)``: per data line its layout and fields, numbers converted.
 
     Two steps: cheap tests on the first four fields decide each line's layout (time? label? CPU
-    count?); then one SELECT per possible layout picks the fields at fixed positions (UNION ALL).
+    count?); then one SELECT picks the fields at positions computed from that layout (no per-layout scans).
     Number tests are casts, not regular expressions. This is what keeps a million lines fast.
     """
     not_counted = "('<not counted>', '<not supported>')"
