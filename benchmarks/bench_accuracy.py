@@ -13,8 +13,11 @@ training_data view, then every algorithm is scored under these protocols (per GP
   3b  as 3, but for a whole workload at once: all its configurations keep only their highest-limit row
 
 Printed: MAPE (%) of time per epoch, average power and energy per epoch, and rows predicted, per
-GPU, protocol and algorithm. Physics needs one measured run of a configuration, so it has no
-prediction under 2 and 2b. Results are recorded in docs/accuracy.md ("## Prediction").
+GPU, protocol and algorithm. Physics predicts a configuration from one measured run at its highest
+limit plus the GPU's response (its defined input), so under 2 and 2b the held-out workload or
+configuration contributes exactly that run and nothing else (the folds of 3b and 3): the response is
+fitted without any of its other rows, and only its other rows are scored. gbr, poly and ols get no
+row of it at all. Results are recorded in docs/accuracy.md ("## Prediction").
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ PROTOCOLS = {
     "3": "highest-limit row only, per configuration",
     "3b": "highest-limit row only, per workload",
 }
+
+# physics needs one run of the configuration it predicts: under 2 and 2b that run (the highest limit)
+# is all it gets of the held-out workload / configuration, i.e. the folds of 3b / 3
+PHYSICS_FOLDS = {"2": "3b", "2b": "3"}
 
 
 def load(data: Path) -> pd.DataFrame:
@@ -81,11 +88,14 @@ def score(rows: pd.DataFrame, protocol: str, algos: list[str], n_estimators: int
     from dlwh.analysis.data import mape_pct
 
     folds = folds_for(rows, protocol)
-    use = [a for a in algos if not (a == "physics" and protocol in ("2", "2b"))]
-    preds = cv.out_of_fold(rows, use, TARGETS, folds, n_estimators=n_estimators, n_jobs=jobs)
-    tested = pd.Index([]).append([te for _, te, _ in folds]).unique()
+    preds = cv.out_of_fold(rows, [a for a in algos if a != "physics"], TARGETS, folds,
+                           n_estimators=n_estimators, n_jobs=jobs)
+    physics_folds = folds_for(rows, PHYSICS_FOLDS.get(protocol, protocol))
+    if "physics" in algos:
+        preds.update(cv.out_of_fold(rows, ["physics"], TARGETS, physics_folds, n_jobs=jobs))
     out = []
     for algo in algos:
+        tested = pd.Index([]).append([te for _, te, _ in (physics_folds if algo == "physics" else folds)]).unique()
         line = {"protocol": protocol, "algo": algo}
         for target in TARGETS:
             p = preds.get((algo, target), pd.Series(float("nan"), index=rows.index)).loc[tested]
