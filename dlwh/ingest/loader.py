@@ -209,7 +209,11 @@ class _Loader:
             trace = module.parse(ctx)
             if previous:
                 self._delete_file_rows(previous[0])
-            rows = self._insert(trace, ctx, sha)
+            try:
+                rows = self._insert(trace, ctx, sha)
+            finally:
+                for table in trace.scratch:
+                    self.con.execute(f'DROP TABLE IF EXISTS "{table}"')
             if rows == 0 and trace.run is None:
                 trace.warnings.append("no readings in this file")
             message = "; ".join(trace.notes + trace.warnings)

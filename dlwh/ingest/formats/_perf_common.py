@@ -267,7 +267,12 @@ def build_trace(ctx: IngestContext, name: str, rows: pd.DataFrame, *, starts: pd
     offset = t.where(has_t, run.map(run_elapsed))  # seconds from perf's start to the row's ts
 
     # -- anchors ------------------------------------------------------------------------------
-    anchors = _anchors(ctx, rows, run, n_runs, starts, notes)
+    start_runs = None
+    if starts is not None and len(starts):
+        # a start line belongs to the first row after it
+        idx = np.searchsorted(rows["line"].to_numpy(), starts["line"].to_numpy(), side="left")
+        start_runs = np.where(idx < len(rows), run.to_numpy()[np.minimum(idx, len(rows) - 1)], -1)
+    anchors = anchors_of_runs(ctx, n_runs, starts, start_runs, notes)
     anchor = run.map(anchors)
     unanchored_i = has_t & anchor.isna()
     if unanchored_i.any():
@@ -299,17 +304,19 @@ def build_trace(ctx: IngestContext, name: str, rows: pd.DataFrame, *, starts: pd
                  warnings=warnings)
 
 
-def _anchors(ctx: IngestContext, rows: pd.DataFrame, run: pd.Series, n_runs: int,
-             starts: pd.DataFrame | None, notes: list[str]) -> pd.Series:
-    """UTC start (naive datetime64) per run, NaT where nothing anchors it."""
+def anchors_of_runs(ctx: IngestContext, n_runs: int, starts: pd.DataFrame | None, start_runs: np.ndarray | None,
+                    notes: list[str]) -> pd.Series:
+    """UTC start (naive datetime64) per run, NaT where nothing anchors it.
+
+    ``start_runs``: for each '# started on' line, the run it starts (-1: no counter row after it).
+    """
     file_start = pd.Series(pd.NaT, index=range(n_runs), dtype="datetime64[ns]")
     if starts is not None and len(starts):
         utc = local_to_utc(pd.Series(pd.to_datetime(starts["local"]).astype("datetime64[ns]")), ctx.tz)
-        # a start line belongs to the first row after it; rows separate runs, so the last line wins
-        idx = np.searchsorted(rows["line"].to_numpy(), starts["line"].to_numpy(), side="left")
-        ok = idx < len(rows)
-        for pos, when in zip(idx[ok], utc.to_numpy()[ok]):  # one per run: few
-            file_start[int(run.iloc[pos])] = when
+        # runs are separated by rows, so where two lines start one run the last one wins
+        for run_no, when in zip(start_runs, utc.to_numpy()):  # one per run: few
+            if run_no >= 0:
+                file_start[int(run_no)] = when
         notes.append(f"'# started on' read as local time in {ctx.tz_name} ({ctx.tz_source})")
     anchors = file_start.copy()
     if ctx.start_utc is not None and ctx.start_source == "--start":

@@ -28,12 +28,14 @@ import pandas as pd
 
 from dlwh.errors import ParseError
 from dlwh.ingest.formats import _perf_common as common
+from dlwh.ingest.formats import _perf_interval_sql as interval_sql
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "perf-stat-csv"
 SEPARATORS = (",", ";", "\t")
 _AFTER_EVENT = 4  # run_time, enabled_pct, metric_value, metric_unit
 _SNIFF_LINES = 200
+FORCE_PANDAS = False  # tests set it to compare the DuckDB -I path with the pandas one
 
 _LABEL = r"\s*(?:CPU\d+|S\d+(?:-D\d+)?(?:-C\d+|-L\d+-ID\d+|-CLS\d+)?|N\d+|\S.*-\d+)\s*"
 _EVENT = r"[A-Za-z_]\S*"
@@ -178,37 +180,52 @@ def parse(ctx: IngestContext) -> Trace:
     if text.endswith("\n"):
         lines.pop()
     starts = common.started_on_in_text(text)
+    notes = [] if sep == "," else [f"separator {sep!r}; decimal comma read"]
     con = ctx.con
     view, table = "_perf_csv_lines", "_perf_csv_rows"
     con.register(view, _lines_frame(lines))
+    keep = False
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS " + _layout_sql(sep, view))
-        rows = _fetch(con, table, sep, lines)
+        con.unregister(view)
+        check = _check(con, table, sep, lines)
+        common.check_line_end(text, check["last_line"], len(lines))
+        if check["totals"] == 0 and not FORCE_PANDAS:
+            # every row is an -I interval: built in DuckDB, never fetched (see _perf_interval_sql)
+            trace = interval_sql.build(ctx, NAME, table, starts, notes)
+            trace.scratch.append(table)
+            keep = True
+            return trace
+        rows = _fetch(con, table, check["values"])
     except duckdb.Error as err:
         raise ParseError(f"cannot read as perf stat -x{sep} output ({str(err).splitlines()[0]})") from None
     finally:
-        con.unregister(view)
-        con.execute(f"DROP TABLE IF EXISTS {table}")
-    common.check_line_end(text, int(rows["line"].iloc[-1]), len(lines))
+        try:
+            con.unregister(view)
+        except duckdb.Error:
+            pass
+        if not keep:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
     rows["seg"] = common.segments(rows["line"].to_numpy(), starts["line"].to_numpy())
-    notes = [] if sep == "," else [f"separator {sep!r}; decimal comma read"]
     return common.build_trace(ctx, NAME, rows[list(common.ROW_COLUMNS)], starts=starts, split_repeats=True,
                               notes=notes)
 
 
-def _fetch(con: duckdb.DuckDBPyConnection, table: str, sep: str, lines: list[str]) -> pd.DataFrame:
-    """Check the parsed lines, then fetch them: numbers as arrays, strings as categoricals.
+TEXT_COLUMNS = ("cpu", "unit", "event", "metric_unit", "reason")
 
-    The strings (events, units, CPU labels) repeat; they are fetched once each and the rows carry
-    codes, so that a million rows never become a million Python strings here.
+
+def _check(con: duckdb.DuckDBPyConnection, table: str, sep: str, lines: list[str]) -> dict:
+    """Check the parsed lines (ParseError naming the first bad one); counts and each text column's values.
+
+    One scan: the checks, the number of totals rows (no -I time), the last counter line, and the
+    distinct events, units and labels (few).
     """
-    text_cols = ("cpu", "unit", "event", "metric_unit", "reason")
-    # one scan: the checks and each text column's distinct values (few: events, units, labels)
     distinct = ", ".join(f"list_sort(list(DISTINCT {col}) FILTER (WHERE NOT metric_only AND nullif({col}, '') "
-                         "IS NOT NULL))" for col in text_cols)
-    total, too_many_at, bad_at, n_rows, *lists = con.execute(
+                         "IS NOT NULL))" for col in TEXT_COLUMNS)
+    total, too_many_at, bad_at, n_rows, totals, last_line, *lists = con.execute(
         f"SELECT count(*), min(line) FILTER (WHERE too_many AND NOT bad), min(line) FILTER (WHERE bad), "
-        f"count(*) FILTER (WHERE NOT metric_only), {distinct} FROM {table}").fetchall()[0]
+        f"count(*) FILTER (WHERE NOT metric_only), count(*) FILTER (WHERE NOT metric_only AND t IS NULL), "
+        f"max(line) FILTER (WHERE NOT metric_only), {distinct} FROM {table}").fetchall()[0]
     if total == 0:
         raise ParseError("no perf stat counter lines (only comments or blank lines)")
     if bad_at is not None and (too_many_at is None or bad_at < too_many_at):
@@ -221,17 +238,26 @@ def _fetch(con: duckdb.DuckDBPyConnection, table: str, sep: str, lines: list[str
                          "separator (perf stat -x';')", line=int(too_many_at))
     if n_rows == 0:
         raise ParseError("no perf stat counter lines (only metric lines)")
-    values: dict[str, list[str]] = {col: list(found or []) for col, found in zip(text_cols, lists)}
-    codes = ", ".join(f"coalesce(list_position(?, nullif({col}, '')), 0) - 1 AS {col}_code" for col in text_cols)
+    return {"totals": totals, "last_line": last_line,
+            "values": {col: list(found or []) for col, found in zip(TEXT_COLUMNS, lists)}}
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, table: str, values: dict[str, list[str]]) -> pd.DataFrame:
+    """The counter rows as a frame: numbers as arrays, strings as categoricals.
+
+    The strings (events, units, CPU labels) repeat; they are fetched once each and the rows carry
+    codes, so that a million rows never become a million Python strings here.
+    """
+    codes = ", ".join(f"coalesce(list_position(?, nullif({col}, '')), 0) - 1 AS {col}_code" for col in TEXT_COLUMNS)
     # the table is written in line order (one pipeline over the lines in order); sorted here only if not
     found = con.execute(
         f"SELECT line, t, value, run_time_ns, enabled_pct, metric_value, {codes} FROM {table} "
-        "WHERE NOT metric_only", [values[col] for col in text_cols]).df()
+        "WHERE NOT metric_only", [values[col] for col in TEXT_COLUMNS]).df()
     line_no = found["line"].to_numpy()
     if len(line_no) > 1 and not (line_no[1:] > line_no[:-1]).all():
         found = found.iloc[np.argsort(line_no, kind="stable")].reset_index(drop=True)
     rows = found[["line", "t", "value", "run_time_ns", "enabled_pct", "metric_value"]].copy()
-    for col in text_cols:
+    for col in TEXT_COLUMNS:
         code = found[f"{col}_code"].to_numpy(dtype=np.int64)
         rows[col] = pd.Categorical.from_codes(code, categories=values[col]) if values[col] else \
             pd.Series(np.full(len(found), None, dtype=object), dtype=object)
