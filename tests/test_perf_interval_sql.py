@@ -65,21 +65,44 @@ CASES = {
              "     1.001000000,CPU1,2345,,cycles,1000000,100.00,,\n"
              "     2.002000000,CPU0,1300,,cycles,1000000,100.00,,\n"
              "     2.002000000,CPU1,<not counted>,,cycles,0,0.00,,\n", {"tz": "America/New_York"}),
+    # what `perf stat -o f -x, -I 100` writes: a '# started on' head, then 8 fields per line
+    "headed": ("# started on Fri May 16 23:03:33 2025\n\n"
+               "     0.100123456,5.00,Joules,power/energy-pkg/,100000000,100.00,,\n"
+               "     0.100123456,77,,cycles,100000000,100.00,0.5,GHz\n"
+               "     0.200234567,4.00,Joules,power/energy-pkg/,100000000,100.00,,\n"
+               "     0.200234567,78,,cycles,100000000,100.00,0.5,GHz\n", {"tz": "Europe/Berlin"}),
 }
+# the files DuckDB's CSV reader lays out (8 fields on every line after a head of comments)
+READER_CASES = {"ties", "headed"}
 
 FIXTURES = ["peakler-csv-interval-energy-pkg.csv", "raplvalidation-csv-I100-pmu-uncore-rapl.csv"]
 
 
-def _ingest_both(tmp_path: Path, monkeypatch, path: Path, options: dict) -> tuple[dict, dict]:
+# (FORCE_PANDAS, USE_CSV_READER): the reference (pandas over lines split in Python), then the DuckDB build
+# over the same lines, then over DuckDB's CSV reader (where the file allows it)
+CONFIGS = ((True, False), (False, False), (False, True))
+
+
+def _ingest_all(tmp_path: Path, monkeypatch, path: Path, options: dict) -> list[dict]:
     out = []
-    for force in (True, False):
-        monkeypatch.setattr(perf_stat_csv, "FORCE_PANDAS", force)
-        con = open_warehouse(tmp_path / f"{path.stem}-{force}.duckdb")
+    for force_pandas, csv_reader in CONFIGS:
+        monkeypatch.setattr(perf_stat_csv, "FORCE_PANDAS", force_pandas)
+        monkeypatch.setattr(perf_stat_csv, "USE_CSV_READER", csv_reader)
+        con = open_warehouse(tmp_path / f"{path.stem}-{force_pandas}-{csv_reader}.duckdb")
         (result,) = ingest_paths(con, [path], IngestOptions(**options))
         assert result.outcome.startswith("loaded"), result.describe()
         out.append({name: sorted(con.execute(sql).fetchall(), key=repr) for name, sql in TABLES.items()})
+        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchall() == [(0,)]
         con.close()
-    return out[0], out[1]
+    return out
+
+
+def _ingest_both(tmp_path: Path, monkeypatch, path: Path, options: dict) -> tuple[dict, dict]:
+    """(the reference, the DuckDB build), after checking that every DuckDB variant equals the reference."""
+    reference, *variants = _ingest_all(tmp_path, monkeypatch, path, options)
+    for variant in variants:
+        _assert_same(reference, variant)
+    return reference, variants[-1]
 
 
 def _assert_same(pandas_path: dict, sql_path: dict) -> None:
@@ -102,13 +125,34 @@ def test_unanchored_run_refused_at_the_same_line_both_ways(tmp_path, monkeypatch
     path = tmp_path / "runs.csv"
     path.write_text(text, encoding="utf-8")
     seen = []
-    for force in (True, False):
-        monkeypatch.setattr(perf_stat_csv, "FORCE_PANDAS", force)
-        con = open_warehouse(tmp_path / f"w-{force}.duckdb")
+    for force_pandas, csv_reader in CONFIGS:
+        monkeypatch.setattr(perf_stat_csv, "FORCE_PANDAS", force_pandas)
+        monkeypatch.setattr(perf_stat_csv, "USE_CSV_READER", csv_reader)
+        con = open_warehouse(tmp_path / f"w-{force_pandas}-{csv_reader}.duckdb")
         (result,) = ingest_paths(con, [path], IngestOptions(tz="UTC"))
         assert con.execute("SELECT count(*) FROM counters").fetchone() == (0,)
         seen.append((result.outcome, result.line, result.message))
-    assert seen[0] == seen[1] and seen[0][:2] == ("failed", 11)
+    assert seen[0] == seen[1] == seen[2] and seen[0][:2] == ("failed", 11)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_csv_reader_used_where_the_file_allows(tmp_path, monkeypatch, case):
+    text, options = CASES[case]
+    path = tmp_path / f"{case}.csv"
+    path.write_text(text, encoding="utf-8")
+    used = []
+    read_typed = perf_stat_csv._read_typed
+
+    def spy(*args):
+        offset, head = read_typed(*args)
+        used.append(offset is not None)
+        return offset, head
+
+    monkeypatch.setattr(perf_stat_csv, "_read_typed", spy)
+    con = open_warehouse(tmp_path / "w.duckdb")
+    (result,) = ingest_paths(con, [path], IngestOptions(**options))
+    assert result.outcome.startswith("loaded")
+    assert used == [case in READER_CASES]
 
 
 def test_the_warning_and_the_runs_are_kept(tmp_path, monkeypatch):

@@ -212,8 +212,9 @@ class _Loader:
             try:
                 rows = self._insert(trace, ctx, sha)
             finally:
-                for table in trace.scratch:
-                    self.con.execute(f'DROP TABLE IF EXISTS "{table}"')
+                for entry in trace.scratch:
+                    kind, name = entry.split(" ", 1)
+                    self.con.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} IF EXISTS "{name}"')
             if rows == 0 and trace.run is None:
                 trace.warnings.append("no readings in this file")
             message = "; ".join(trace.notes + trace.warnings)

@@ -8,7 +8,8 @@ Columns a parser provides (the loader adds run_id, file_sha256 and the global se
 - samples:  sensor_key, ts (UTC, naive datetime64), metric, unit, value, duration_s
 - counters: perf_run, ts, interval_s, cpu, pmu, event, value, unit, reason, run_time_ns, enabled_pct
 - spans:    span_id, parent_id, kind, name, start_ts, end_ts, start_mono_ns, end_mono_ns, attrs (JSON text)
-- scratch:  temporary tables the relations read from; the loader drops them after inserting.
+- scratch:  temporary objects the relations read from ('TABLE name', 'VIEW name'), in the order the loader
+            drops them after inserting (views first).
 - tables:   other warehouse tables by name (e.g. kernels); each must have a file_sha256 column in the
             warehouse, which the loader fills.
 """
@@ -74,4 +75,4 @@ class Trace:
     tables: dict[str, Table] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    scratch: list[str] = field(default_factory=list)  # temporary tables behind the relations, dropped after insert
+    scratch: list[str] = field(default_factory=list)  # 'TABLE t' / 'VIEW v' behind the relations, dropped after insert

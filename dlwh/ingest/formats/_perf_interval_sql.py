@@ -48,18 +48,21 @@ def _sql_ns(seconds: str) -> str:
     return f"CAST(round_even(({seconds}) * 1e9, 0) AS BIGINT)"
 
 
-def build(ctx: IngestContext, name: str, table: str, starts: pd.DataFrame, notes: list[str]) -> Trace:
-    """Counters, RAPL sensors and samples from ``table`` (every counter row has ``t``).
+def build(ctx: IngestContext, name: str, table: str, line_sql: str, keep_sql: str, starts: pd.DataFrame,
+          event_names: list[str], notes: list[str]) -> Trace:
+    """Counters, RAPL sensors and samples from the parsed lines in base table ``table``.
 
-    The per-row time arithmetic (runs, interval lengths, timestamps) runs in numpy over two fetched
-    columns (line, t); text columns never leave DuckDB. Leaves temporary tables behind for the
-    loader's insert; ``Trace.scratch`` names them.
+    ``line_sql`` gives a row's line number, ``keep_sql`` whether it is a counter row; every counter row
+    has ``t``. The per-row time arithmetic (runs, interval lengths, timestamps) runs in numpy over
+    the fetched line numbers and times; its result is joined back by line, so text columns never
+    leave DuckDB. ``event_names``: the distinct events. The counters are a view the
+    loader's insert reads; ``Trace.scratch`` names what it reads from.
     """
     con = ctx.con
-    got = con.execute(f"SELECT line, t FROM {table} WHERE NOT metric_only").fetchnumpy()
+    got = con.execute(f"SELECT {line_sql} AS line, t FROM {table} WHERE {keep_sql}").fetchnumpy()
     line = np.asarray(got["line"], dtype=np.int64)
     t = np.asarray(got["t"], dtype=np.float64)
-    if len(line) > 1 and not (line[1:] > line[:-1]).all():
+    if len(line) > 1 and not (line[1:] > line[:-1]).all():  # written in line order: sorted only if not
         order = np.argsort(line, kind="stable")
         line, t = line[order], t[order]
     # runs: a '# started on' line, or time going backwards; blocks: rows of one interval
@@ -88,52 +91,50 @@ def build(ctx: IngestContext, name: str, table: str, starts: pd.DataFrame, notes
                          + common.ANCHOR_HINT, line=int(run_first[np.flatnonzero(anchors.isna().to_numpy())[0]]))
     anchor_ns = anchors.to_numpy(dtype="datetime64[ns]").astype(np.int64)
     ts_us = _round_us_ns(anchor_ns[run] + _ns(t))
-    timing = pd.DataFrame({"line": line, "perf_run": run.astype(np.int32),
-                           "ts": ts_us.astype("datetime64[us]"), "interval_s": interval})
-    events = _events_frame(con, table)
-    counters = "_perf_iv_counters"
-    con.register("_perf_iv_timing", timing)
-    con.register("_perf_iv_events", events)
+
+    counters, timing, events = "_perf_iv_counters", "_perf_iv_timing", "_perf_iv_events"
+    scratch = [f"VIEW {counters}", f"TABLE {timing}", f"TABLE {events}"]
+    con.register("_perf_iv_arrays", {"line_no": line, "perf_run": run.astype(np.int32),
+                                      "ts": ts_us.astype("datetime64[us]"), "interval_s": interval})
     try:
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE {counters} AS
-            SELECT i.perf_run, i.ts, i.interval_s, nullif(r.cpu, '') AS cpu, e.pmu, r.event,
-                   CASE WHEN r.reason IS NULL THEN r.value END AS value, nullif(r.unit, '') AS unit, r.reason,
-                   CAST(round_even(r.run_time_ns, 0) AS BIGINT) AS run_time_ns, r.enabled_pct, r.line, e.dom
-            FROM {table} r JOIN _perf_iv_timing i USING (line) JOIN _perf_iv_events e USING (event)
-            WHERE NOT r.metric_only
-            """)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {timing} AS SELECT * FROM _perf_iv_arrays")
     finally:
-        con.unregister("_perf_iv_timing")
-        con.unregister("_perf_iv_events")
+        con.unregister("_perf_iv_arrays")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {events} (event VARCHAR, pmu VARCHAR, dom VARCHAR)")
+    con.executemany(f"INSERT INTO {events} VALUES (?, ?, ?)", _event_rows(event_names))
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW {counters} AS
+        SELECT i.perf_run, i.ts, i.interval_s, nullif(r.cpu, '') AS cpu, e.pmu, r.event,
+               CASE WHEN r.reason IS NULL THEN r.value END AS value, nullif(r.unit, '') AS unit, r.reason,
+               CAST(round_even(r.run_time_ns, 0) AS BIGINT) AS run_time_ns, r.enabled_pct, i.line_no AS line, e.dom
+        FROM (SELECT {line_sql} AS line_no, * FROM {table} WHERE {keep_sql}) r
+             JOIN {timing} i USING (line_no) JOIN {events} e ON e.event = r.event
+        """)
     if n_runs > 1:
         notes.append(f"{n_runs} perf runs in this file (counters.perf_run 0..{n_runs - 1})")
     warnings: list[str] = []
-    scratch = [counters]
     sensors, samples = _rapl(con, counters, n_runs, warnings, scratch)
     return Trace(format=name, counters=con.table(counters).select(
                      "perf_run, ts, interval_s, cpu, pmu, event, value, unit, reason, run_time_ns, enabled_pct"),
                  sensors=sensors, samples=samples, notes=notes, warnings=warnings, scratch=scratch)
 
 
-def _events_frame(con: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:
-    """Each distinct event name with its PMU and RAPL domain (the regular expressions run per name)."""
-    names = pd.Series([r[0] for r in con.execute(
-        f"SELECT DISTINCT event FROM {table} WHERE NOT metric_only").fetchall()], dtype=object)
-    return pd.DataFrame({"event": names, "pmu": common.pmu_of(names), "dom": common.rapl_domain(names)})
+def _event_rows(event_names: list[str]) -> list[tuple[str, str | None, str | None]]:
+    """(event, PMU, RAPL domain) per distinct event name (the regular expressions run per name)."""
+    names = pd.Series(event_names, dtype=object)
+    return list(zip(event_names, common.pmu_of(names), common.rapl_domain(names)))
 
 
 def _rapl(con: duckdb.DuckDBPyConnection, counters: str, n_runs: int, warnings: list[str],
           scratch: list[str]) -> tuple[pd.DataFrame | None, duckdb.DuckDBPyRelation | None]:
     """RAPL energy rows of ``counters`` → (sensors frame, samples relation), as ``_perf_common._rapl``."""
-    domain = "dom"
     joules = "(" + ", ".join(f"'{u}'" for u in common.JOULE_UNITS) + ")"
     wrong = con.execute(
         f"SELECT arg_min(event, line), arg_min(unit, line) FROM {counters} "
-        f"WHERE {domain} IS NOT NULL AND unit IS NOT NULL AND unit NOT IN {joules}").fetchall()[0]
+        f"WHERE dom IS NOT NULL AND unit IS NOT NULL AND unit NOT IN {joules}").fetchall()[0]
     if wrong[0] is not None:
         warnings.append(f"RAPL event {wrong[0]} is in {wrong[1]!r}, not Joules: kept in counters only")
-    rapl = "_perf_iv_rapl"
+    rapl, edges = "_perf_iv_rapl", "_perf_iv_edges"
     run_part = "'run' || perf_run || ':'" if n_runs > 1 else "''"
     run_name = "' (perf run ' || perf_run || ')'" if n_runs > 1 else "''"
     con.execute(f"""
@@ -144,35 +145,45 @@ def _rapl(con: duckdb.DuckDBPyConnection, counters: str, n_runs: int, warnings: 
         FROM {counters}
         WHERE dom IS NOT NULL AND (unit IS NULL OR unit IN {joules}) AND ts IS NOT NULL
         """)
-    scratch.append(rapl)
+    # per sensor: its first and last interval (the edges of its power series) and what names it
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {edges} AS
+        SELECT sensor_key, min(line) AS first_line, any_value(dom) AS dom, any_value(cpu) AS cpu,
+               any_value(perf_run) AS perf_run,
+               arg_min_null(ts, line) AS first_ts, arg_min_null(interval_s, line) AS first_interval_s,
+               arg_min_null(value, line) AS first_value,
+               arg_max_null(ts, line) AS last_ts, arg_max_null(interval_s, line) AS last_interval_s,
+               arg_max_null(value, line) AS last_value
+        FROM {rapl} GROUP BY sensor_key
+        """)
+    scratch[:0] = [f"TABLE {rapl}", f"TABLE {edges}"]
     sensors = con.execute(f"""
         SELECT sensor_key, {RAPL_KIND_SQL} AS kind,
                'energy-' || dom || CASE WHEN cpu <> '' THEN ' ' || cpu ELSE '' END || {run_name} AS name,
                TRY_CAST(regexp_extract(cpu, '^S(\\d+)', 1) AS INTEGER) AS device_index,
                NULL AS device_uuid, NULL AS device_name, 'perf' AS tool
-        FROM (SELECT sensor_key, any_value(dom) AS dom, any_value(cpu) AS cpu, any_value(perf_run) AS perf_run,
-                     min(line) AS first_line
-              FROM {rapl} GROUP BY sensor_key)
-        ORDER BY first_line
+        FROM {edges} ORDER BY first_line
         """).df()
     if sensors.empty:
         return None, None
     sensors["device_index"] = pd.array(sensors["device_index"], dtype="Int64")
     energy, power = unit_of("energy"), unit_of("power")
-    ts_ns = "epoch_ns(ts)"
+    midpoint = _sql_round_us(f"epoch_ns(ts) - {_sql_ns('interval_s / 2')}")
+    start = _sql_round_us(f"epoch_ns(first_ts) - {_sql_ns('first_interval_s')}")
     samples = con.sql(f"""
         SELECT sensor_key, ts, 'energy' AS metric, '{energy}' AS unit, value, interval_s AS duration_s
         FROM {rapl}
         UNION ALL
-        SELECT sensor_key, {_sql_round_us(f"{ts_ns} - {_sql_ns('interval_s / 2')}")}, 'power', '{power}',
-               CASE WHEN interval_s > 0 THEN value / interval_s END, interval_s
+        SELECT sensor_key, {midpoint}, 'power', '{power}', CASE WHEN interval_s > 0 THEN value / interval_s END,
+               interval_s
         FROM {rapl}
         UNION ALL
-        SELECT sensor_key, {_sql_round_us(f"{ts_ns} - {_sql_ns('interval_s')}")}, 'power', '{power}',
-               CASE WHEN interval_s > 0 THEN value / interval_s END, NULL
-        FROM {rapl} WHERE interval_s IS NOT NULL QUALIFY line = min(line) OVER (PARTITION BY sensor_key)
+        SELECT sensor_key, {start}, 'power', '{power}',
+               CASE WHEN first_interval_s > 0 THEN first_value / first_interval_s END, NULL
+        FROM {edges} WHERE first_interval_s IS NOT NULL
         UNION ALL
-        SELECT sensor_key, ts, 'power', '{power}', CASE WHEN interval_s > 0 THEN value / interval_s END, NULL
-        FROM {rapl} WHERE interval_s IS NOT NULL QUALIFY line = max(line) OVER (PARTITION BY sensor_key)
+        SELECT sensor_key, last_ts, 'power', '{power}',
+               CASE WHEN last_interval_s > 0 THEN last_value / last_interval_s END, NULL
+        FROM {edges} WHERE last_interval_s IS NOT NULL
         """)
     return sensors, samples

@@ -20,6 +20,7 @@ them (vectorised, multi-threaded); no Python code runs per line.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import duckdb
@@ -35,7 +36,9 @@ NAME = "perf-stat-csv"
 SEPARATORS = (",", ";", "\t")
 _AFTER_EVENT = 4  # run_time, enabled_pct, metric_value, metric_unit
 _SNIFF_LINES = 200
+HEAD_BYTES = 64 * 1024  # what the separator is sniffed from (as the loader's format detection)
 FORCE_PANDAS = False  # tests set it to compare the DuckDB -I path with the pandas one
+USE_CSV_READER = True  # tests clear it to compare DuckDB's CSV reader with lines split in Python
 
 _LABEL = r"\s*(?:CPU\d+|S\d+(?:-D\d+)?(?:-C\d+|-L\d+-ID\d+|-CLS\d+)?|N\d+|\S.*-\d+)\s*"
 _EVENT = r"[A-Za-z_]\S*"
@@ -118,6 +121,15 @@ def _layout_sql(sep: str, table: str) -> str:
     ), counted AS ({counted}
     ), picked AS ({picked}
     )
+    {_finish_sql(sep)}
+    """
+
+
+def _finish_sql(sep: str, extra: str = "") -> str:
+    """SQL over ``picked``: the output columns of the layout queries, with the reason and the checks
+    (and ``extra`` columns of ``picked``)."""
+    not_counted = "('<not counted>', '<not supported>')"
+    return f"""
     SELECT line, nf, k + x AS k, t, cpu, value, unit, event, run_time_ns, enabled_pct, metric_value, metric_unit,
            CASE value_s WHEN '<not counted>' THEN 'not counted' WHEN '<not supported>' THEN 'not supported'
            END AS reason,
@@ -125,9 +137,115 @@ def _layout_sql(sep: str, table: str) -> str:
            NOT (value_s = '' AND event = '')
              AND ((value IS NULL AND value_s NOT IN {not_counted})
                   OR event = '' OR TRY_CAST(event AS DOUBLE) IS NOT NULL OR nf < k + 3) AS bad,
-           nf > k + 3 + {_AFTER_EVENT} + x AS too_many
-    FROM picked
+           nf > k + 3 + {_AFTER_EVENT} + x AS too_many{extra}
+    FROM picked"""
+
+
+def _interval_layout_sql(sep: str, source: str, field, nf: str) -> str:
+    """SQL: as ``_layout_sql`` for the common ``-I`` layout without labels (``time,value,unit,event,...``),
+    plus ``fits``: whether ``_layout_sql`` would read the line the same way (its layout tests give a
+    time, then a value or two empty fields, and no '-r'/'-G' field after the event).
+
+    ``source`` yields the data lines (``line`` and what ``field(i)``, the i-th field's SQL, reads);
+    ``nf`` is the SQL of the field count. About a third of the work of the general query.
     """
+    not_counted = "('<not counted>', '<not supported>')"
+
+    def num(expr: str) -> str:
+        return f"TRY_CAST({_dec(expr, sep)} AS DOUBLE)"
+
+    f = field
+    return f"""
+    WITH base AS (
+        SELECT *, {nf} AS nf, {num(f(1))} AS t, {num(f(2))} AS value FROM ({source})
+    ), picked AS (
+        SELECT line, nf, 1 AS k, 0 AS x, t, NULL::VARCHAR AS cpu,
+               coalesce(trim({f(2)}), '') AS value_s, value,
+               coalesce(trim({f(3)}), '') AS unit, coalesce(trim({f(4)}), '') AS event,
+               {num(f(5))} AS run_time_ns, {num(f(6))} AS enabled_pct,
+               {num(f(7))} AS metric_value, coalesce(trim({f(8)}), '') AS metric_unit,
+               coalesce(contains({f(1)}, '.'), false) AND t IS NOT NULL
+                 AND (value IS NOT NULL OR coalesce(trim({f(2)}) IN {not_counted}, false)
+                      OR (coalesce({f(2)}, '') = '' AND coalesce({f(3)}, '') = ''))
+                 AND (coalesce(trim({f(5)}), '') = '' OR {num(f(5))} IS NOT NULL) AS fits
+        FROM base
+    )
+    {_finish_sql(sep, ", fits")}
+    """
+
+
+def _typed_layout_sql(reader: str) -> str:
+    """SQL: the columns of ``_interval_layout_sql`` from the typed fields of DuckDB's CSV reader over a
+    ``-x,`` file (a value is a number or empty, a run time no '-r'/'-G' field: else the reader rejected
+    the line), without ``line``, and ``data``: false for comment lines."""
+    event = "coalesce(trim(c4), '')"
+    return f"""
+    SELECT TRY_CAST(c1 AS DOUBLE) AS t, NULL::VARCHAR AS cpu, c2 AS value, coalesce(trim(c3), '') AS unit,
+           {event} AS event, c5 AS run_time_ns, c6 AS enabled_pct, c7 AS metric_value,
+           coalesce(trim(c8), '') AS metric_unit, NULL::VARCHAR AS reason, {FIELDS} AS nf, 1 AS k,
+           c2 IS NULL AND {event} = '' AS metric_only,
+           NOT (c2 IS NULL AND {event} = '')
+             AND (c2 IS NULL OR {event} = '' OR TRY_CAST({event} AS DOUBLE) IS NOT NULL) AS bad,
+           false AS too_many,
+           coalesce(contains(c1, '.'), false) AND TRY_CAST(c1 AS DOUBLE) IS NOT NULL
+             AND (c2 IS NOT NULL OR coalesce(c3, '') = '') AS fits,
+           NOT coalesce(starts_with(ltrim(c1), '#'), false) AS data
+    FROM {reader}"""
+
+
+def _split_lines_source(sep: str, table: str) -> str:
+    """SQL: the data lines of ``table(line, text)`` split into a list ``f`` (comments and blank lines dropped)."""
+    return (f"SELECT line, string_split(text, {_lit(sep)}) AS f "
+            f"FROM (SELECT line, text, ltrim(text) AS lt FROM {table}) WHERE lt <> '' AND NOT starts_with(lt, '#')")
+
+
+FIELDS = 8  # time,value,unit,event,run_time,enabled_pct,metric_value,metric_unit: an -I line without labels
+# read by DuckDB's CSV reader as typed as it can: a value that is no number (<not counted>) rejects its
+# line, and the file then goes the way of split lines; the time stays text (its layout test wants a '.')
+TYPED_FIELDS = (("c1", "VARCHAR"), ("c2", "DOUBLE"), ("c3", "VARCHAR"), ("c4", "VARCHAR"),
+                ("c5", "DOUBLE"), ("c6", "DOUBLE"), ("c7", "DOUBLE"), ("c8", "VARCHAR"))
+
+
+def _read_typed(con: duckdb.DuckDBPyConnection, ctx: IngestContext, data: bytes,
+                table: str) -> tuple[int | None, str]:
+    """Lay out a ``-x,`` file with DuckDB's CSV reader into ``table`` (``_typed_layout_sql``) where it is a
+    head of comment and blank lines followed by lines of exactly 8 fields each (every long ``-I``
+    recording without labels). Returns what to add to a row id to get its line number (None, and no
+    table, where the file is not like that) and the head's text.
+
+    The reader must return every line after the head, and the file must hold exactly 7 separators per
+    such line (no line skipped, split or padded). Faster than splitting lines in Python and SQL: the
+    text never becomes Python strings, and numbers are parsed as they are read.
+    """
+    head, pos = 0, 0
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        end = len(data) if end < 0 else end
+        stripped = data[pos:end].strip()
+        if stripped and not stripped.startswith(b"#"):
+            break
+        head, pos = head + 1, end + 1
+    head_text = data[:pos].decode("utf-8", errors="replace")
+    n_lines = data.count(b"\n", pos) + (1 if len(data) > pos and not data.endswith(b"\n") else 0)
+    if n_lines == 0 or data.count(b",", pos) != (FIELDS - 1) * n_lines:
+        return None, head_text
+    reader = ("read_csv(?, columns = ?, header = false, delim = ',', quote = '', escape = '', skip = ?, "
+              "auto_detect = false, ignore_errors = true, null_padding = false, strict_mode = true, "
+              "new_line = '\\n')")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS " + _typed_layout_sql(reader),
+                [str(ctx.path), dict(TYPED_FIELDS), head])
+    # row ids follow the reader's output order (insertion order is preserved); inside a transaction
+    # they start at an offset, so a line's number is its row id less the first one, plus the head
+    count, first, last = con.execute(f"SELECT count(*), min(rowid), max(rowid) FROM {table}").fetchall()[0]
+    if count != n_lines or last - first + 1 != count:
+        con.execute(f"DROP TABLE {table}")
+        return None, head_text
+    return head + 1 - first, head_text
+
+
+def _typed_rows_sql(table: str, offset: int) -> str:
+    """SQL: the data lines of a ``_read_typed`` table with their line numbers."""
+    return f"SELECT rowid + ({int(offset)}) AS line, * EXCLUDE (data) FROM {table} WHERE data"
 
 
 def _lines_frame(lines: list[str]) -> pd.DataFrame:
@@ -140,6 +258,7 @@ def sniff(head: str, path: Path) -> bool:
     return _separator(head) is not None
 
 
+@lru_cache(maxsize=4)  # detection and parse ask for the same head
 def _separator(head: str) -> str | None:
     lines = head.replace("\r\n", "\n").split("\n")
     if not head.endswith("\n"):
@@ -171,30 +290,73 @@ def _separator(head: str) -> str | None:
 
 
 def parse(ctx: IngestContext) -> Trace:
-    """Split lines, run the layout query in DuckDB, hand the rows to _perf_common."""
-    text = ctx.read_text()
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
-    sep = _separator(text[:65536]) or ","
-    lines = text.split("\n")
-    if text.endswith("\n"):
-        lines.pop()
-    starts = common.started_on_in_text(text)
+    """Lay out the lines in DuckDB; build the trace there (``-I`` only) or in ``_perf_common``.
+
+    The layout: DuckDB's CSV reader where every line after the head has the 8 fields of the ``-I``
+    layout without labels; else the lines split in Python, the same layout tested per line in SQL; else
+    the general layout query (every layout, told apart per line).
+    """
+    data = ctx.path.read_bytes()
+    sep = _separator(data[:HEAD_BYTES].decode("utf-8", errors="replace")) or ","
+    crlf = b"\r" in data
+    n_lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    text: str | None = None  # decoded only where needed (not by DuckDB's reader)
+    lines: list[str] | None = None
+
+    def full_text() -> str:
+        nonlocal text
+        if text is None:
+            text = data.decode("utf-8", errors="replace")
+            if crlf:
+                text = text.replace("\r\n", "\n")
+        return text
+
+    def all_lines() -> list[str]:
+        nonlocal lines
+        if lines is None:
+            lines = _split(full_text())
+        return lines
+
+    def line_text(number: int) -> str:
+        return all_lines()[number - 1]
+
     notes = [] if sep == "," else [f"separator {sep!r}; decimal comma read"]
     con = ctx.con
-    view, table = "_perf_csv_lines", "_perf_csv_rows"
-    con.register(view, _lines_frame(lines))
-    keep = False
+    view, fields, table = "_perf_csv_lines", "_perf_csv_fields", "_perf_csv_rows"
+    scratch: list[str] = []  # what the trace's relations read from, if built in DuckDB
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS " + _layout_sql(sep, view))
-        con.unregister(view)
-        check = _check(con, table, sep, lines)
-        common.check_line_end(text, check["last_line"], len(lines))
+        offset = None
+        if sep == "," and not crlf and USE_CSV_READER:
+            offset, head_text = _read_typed(con, ctx, data, fields)
+        check = None
+        if offset is not None:
+            starts = common.started_on_in_text(head_text)  # no comment line follows the head
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS " + _typed_rows_sql(fields, offset))
+            check = _check(con, table, sep, line_text, fits=True)
+            if check is None:
+                con.execute(f"DROP VIEW {table}")
+                con.execute(f"DROP TABLE {fields}")
+            else:
+                scratch = [f"VIEW {table}", f"TABLE {fields}"]
+        if check is None:
+            starts = common.started_on_in_text(full_text())
+            con.register(view, _lines_frame(all_lines()))
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS "
+                        + _interval_layout_sql(sep, _split_lines_source(sep, view), lambda i: f"f[{i}]", "len(f)"))
+            check = _check(con, table, sep, line_text, fits=True)
+            if check is None:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS " + _layout_sql(sep, view))
+                check = _check(con, table, sep, line_text, fits=False)
+            con.unregister(view)
+            scratch = [f"TABLE {table}"]
+        common.check_line_end(data[-1:].decode("latin-1"), check["last_line"], n_lines)
         if check["totals"] == 0 and not FORCE_PANDAS:
             # every row is an -I interval: built in DuckDB, never fetched (see _perf_interval_sql)
-            trace = interval_sql.build(ctx, NAME, table, starts, notes)
-            trace.scratch.append(table)
-            keep = True
+            base, line_sql, keep_sql = (fields, f"rowid + ({offset})", "data AND NOT metric_only") \
+                if offset is not None else (table, "line", "NOT metric_only")
+            trace = interval_sql.build(ctx, NAME, base, line_sql, keep_sql, starts, check["values"]["event"], notes)
+            trace.scratch.extend(scratch)
+            scratch = []
             return trace
         rows = _fetch(con, table, check["values"])
     except duckdb.Error as err:
@@ -204,33 +366,46 @@ def parse(ctx: IngestContext) -> Trace:
             con.unregister(view)
         except duckdb.Error:
             pass
-        if not keep:
-            con.execute(f"DROP TABLE IF EXISTS {table}")
+        for entry in scratch:
+            kind, name = entry.split(" ", 1)
+            con.execute(f"DROP {kind} IF EXISTS {name}")
     rows["seg"] = common.segments(rows["line"].to_numpy(), starts["line"].to_numpy())
     return common.build_trace(ctx, NAME, rows[list(common.ROW_COLUMNS)], starts=starts, split_repeats=True,
                               notes=notes)
 
 
+def _split(text: str) -> list[str]:
+    """The file's lines (no trailing empty line after a final newline)."""
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()
+    return lines
+
+
 TEXT_COLUMNS = ("cpu", "unit", "event", "metric_unit", "reason")
 
 
-def _check(con: duckdb.DuckDBPyConnection, table: str, sep: str, lines: list[str]) -> dict:
+def _check(con: duckdb.DuckDBPyConnection, table: str, sep: str, line_text, fits: bool) -> dict | None:
     """Check the parsed lines (ParseError naming the first bad one); counts and each text column's values.
 
-    One scan: the checks, the number of totals rows (no -I time), the last counter line, and the
-    distinct events, units and labels (few).
+    One scan: whether every line fits the layout (``fits``: the table has that column; None if not all
+    do, and nothing is checked), the checks, the number of totals rows (no -I time), the last counter
+    line, and the distinct events, units and labels (few).
     """
     distinct = ", ".join(f"list_sort(list(DISTINCT {col}) FILTER (WHERE NOT metric_only AND nullif({col}, '') "
                          "IS NOT NULL))" for col in TEXT_COLUMNS)
-    total, too_many_at, bad_at, n_rows, totals, last_line, *lists = con.execute(
-        f"SELECT count(*), min(line) FILTER (WHERE too_many AND NOT bad), min(line) FILTER (WHERE bad), "
+    all_fit, total, too_many_at, bad_at, n_rows, totals, last_line, *lists = con.execute(
+        f"SELECT {'coalesce(bool_and(fits), false)' if fits else 'true'}, "
+        f"count(*), min(line) FILTER (WHERE too_many AND NOT bad), min(line) FILTER (WHERE bad), "
         f"count(*) FILTER (WHERE NOT metric_only), count(*) FILTER (WHERE NOT metric_only AND t IS NULL), "
         f"max(line) FILTER (WHERE NOT metric_only), {distinct} FROM {table}").fetchall()[0]
+    if not all_fit:
+        return None
     if total == 0:
         raise ParseError("no perf stat counter lines (only comments or blank lines)")
     if bad_at is not None and (too_many_at is None or bad_at < too_many_at):
         raise ParseError(f"not a perf stat -x{sep} counter line ([time,][cpu,]value,unit,event,...): "
-                         f"{lines[bad_at - 1].strip()[:80]!r}", line=int(bad_at))
+                         f"{line_text(int(bad_at)).strip()[:80]!r}", line=int(bad_at))
     if too_many_at is not None:
         nf, k = con.execute(f"SELECT nf, k FROM {table} WHERE line = ?", [too_many_at]).fetchall()[0]
         raise ParseError(f"line has {nf} fields, more than perf stat -x{sep} prints for this layout "
