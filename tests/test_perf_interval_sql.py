@@ -155,6 +155,32 @@ def test_csv_reader_used_where_the_file_allows(tmp_path, monkeypatch, case):
     assert used == [case in READER_CASES]
 
 
+GOOD = "     0.100000000,77,,cycles,100000000,100.00,,\n"
+BAD_FILES = {
+    "numeric-event": GOOD + "     0.100000000,78,,12345,100000000,100.00,,\n" + GOOD,
+    "no-value": GOOD + GOOD + "     0.200000000,,,cycles,100000000,100.00,,\n",
+    "no-event": GOOD + "     0.200000000,5,,,100000000,100.00,,\n",
+    "nine-fields": GOOD + "     0.200000000,5,,cycles,100000000,100.00,,,\n",
+    "no-line-end": GOOD + "     0.200000000,5,,cycles,100000000,100.00,,",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_lines_refused_alike_by_every_path(tmp_path, monkeypatch, case):
+    path = tmp_path / f"{case}.csv"
+    path.write_text(BAD_FILES[case], encoding="utf-8")
+    seen = []
+    for force_pandas, csv_reader in CONFIGS:
+        monkeypatch.setattr(perf_stat_csv, "FORCE_PANDAS", force_pandas)
+        monkeypatch.setattr(perf_stat_csv, "USE_CSV_READER", csv_reader)
+        con = open_warehouse(tmp_path / f"w-{force_pandas}-{csv_reader}.duckdb")
+        (result,) = ingest_paths(con, [path], IngestOptions(start="2024-01-01T00:00:00Z"))
+        assert con.execute("SELECT count(*) FROM counters").fetchone() == (0,)
+        seen.append((result.outcome, result.line, result.message))
+    assert seen[0][0] == "failed" and seen[0][1] is not None
+    assert seen[0] == seen[1] == seen[2]
+
+
 def test_the_warning_and_the_runs_are_kept(tmp_path, monkeypatch):
     text, options = CASES["ties"]
     path = tmp_path / "ties.csv"

@@ -177,20 +177,17 @@ def _interval_layout_sql(sep: str, source: str, field, nf: str) -> str:
 def _typed_layout_sql(reader: str) -> str:
     """SQL: the columns of ``_interval_layout_sql`` from the typed fields of DuckDB's CSV reader over a
     ``-x,`` file (a value is a number or empty, a run time no '-r'/'-G' field: else the reader rejected
-    the line), without ``line``, and ``data``: false for comment lines."""
-    event = "coalesce(trim(c4), '')"
+    the line), without ``line``, and ``data``: false for comment lines. Unlike the other layout queries,
+    ``bad`` leaves out events that are numbers: ``_check`` tests the distinct events instead."""
     return f"""
-    SELECT TRY_CAST(c1 AS DOUBLE) AS t, NULL::VARCHAR AS cpu, c2 AS value, coalesce(trim(c3), '') AS unit,
-           {event} AS event, c5 AS run_time_ns, c6 AS enabled_pct, c7 AS metric_value,
-           coalesce(trim(c8), '') AS metric_unit, NULL::VARCHAR AS reason, {FIELDS} AS nf, 1 AS k,
-           c2 IS NULL AND {event} = '' AS metric_only,
-           NOT (c2 IS NULL AND {event} = '')
-             AND (c2 IS NULL OR {event} = '' OR TRY_CAST({event} AS DOUBLE) IS NOT NULL) AS bad,
+    SELECT t, NULL::VARCHAR AS cpu, c2 AS value, coalesce(trim(c3), '') AS unit, event, c5 AS run_time_ns,
+           c6 AS enabled_pct, c7 AS metric_value, coalesce(trim(c8), '') AS metric_unit, NULL::VARCHAR AS reason,
+           {FIELDS} AS nf, 1 AS k, c2 IS NULL AND event = '' AS metric_only,
+           NOT (c2 IS NULL AND event = '') AND (c2 IS NULL OR event = '') AS bad,
            false AS too_many,
-           coalesce(contains(c1, '.'), false) AND TRY_CAST(c1 AS DOUBLE) IS NOT NULL
-             AND (c2 IS NOT NULL OR coalesce(c3, '') = '') AS fits,
+           coalesce(contains(c1, '.'), false) AND t IS NOT NULL AND (c2 IS NOT NULL OR coalesce(c3, '') = '') AS fits,
            NOT coalesce(starts_with(ltrim(c1), '#'), false) AS data
-    FROM {reader}"""
+    FROM (SELECT *, TRY_CAST(c1 AS DOUBLE) AS t, coalesce(trim(c4), '') AS event FROM {reader})"""
 
 
 def _split_lines_source(sep: str, table: str) -> str:
@@ -401,6 +398,9 @@ def _check(con: duckdb.DuckDBPyConnection, table: str, sep: str, line_text, fits
         f"max(line) FILTER (WHERE NOT metric_only), {distinct} FROM {table}").fetchall()[0]
     if not all_fit:
         return None
+    if fits and con.execute("SELECT count(*) FROM unnest(?::VARCHAR[]) AS u(e) WHERE TRY_CAST(e AS DOUBLE) IS NOT NULL",
+                            [list(lists[TEXT_COLUMNS.index("event")] or [])]).fetchall()[0][0]:
+        return None  # a number where the event should be: the general query says which line
     if total == 0:
         raise ParseError("no perf stat counter lines (only comments or blank lines)")
     if bad_at is not None and (too_many_at is None or bad_at < too_many_at):
