@@ -6,12 +6,12 @@ Splits are lists of (train index labels, test index labels, fold label) over one
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.analysis import learners as L
 from dlwh.errors import UsageError
 
-Split = tuple[pd.Index, pd.Index, str]
+Split = tuple["pd.Index", "pd.Index", str]
 MIN_ROWS = 5  # fewer training rows than this: no model
 
 

@@ -10,7 +10,7 @@ import re
 
 import duckdb
 import numpy as np
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.errors import DlwhError, UsageError
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 NUMERIC = ("log2_batch", "power_limit_w", "log10_macs", "macs_known", "log10_params", "params_known",
            "log10_samples_per_epoch", "samples_known", "n_gpus")

@@ -14,7 +14,7 @@ from typing import Callable
 
 import duckdb
 import numpy as np
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.analysis import cv as CV
 from dlwh.analysis import learners as L

@@ -23,7 +23,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.analysis.features import FeatureSpace
 

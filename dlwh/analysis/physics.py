@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 SIGMA = 0.03          # typical log-error of one measurement (3 %), scales the data residuals
 TAU_CONFIG = 0.6      # prior spread of a configuration's logit(phi), logit(lam) around its workload's

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.errors import DlwhError, UsageError
 

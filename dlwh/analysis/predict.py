@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.analysis.data import ALGOS, data_hash, load_training_data, normalise_gpu
 from dlwh.errors import DlwhError, UsageError

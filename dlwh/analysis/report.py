@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.errors import DlwhError
 

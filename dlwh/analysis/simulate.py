@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import duckdb
 import numpy as np
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.analysis.predict import Prediction, Query, predict
 from dlwh.errors import DlwhError, UsageError

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import duckdb
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
 

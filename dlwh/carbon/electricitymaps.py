@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import duckdb
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.carbon.settings import normalise_zone
 from dlwh.errors import DlwhError, UsageError

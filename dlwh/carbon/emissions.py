@@ -4,7 +4,7 @@ overrides of zone, constant intensity and PUE for every run. Energy in kWh, emis
 from __future__ import annotations
 
 import duckdb
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.carbon.settings import check_intensity, check_pue, normalise_zone
 from dlwh.warehouse.query import run_sql

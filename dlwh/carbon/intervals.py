@@ -10,9 +10,8 @@ that starts where the previous one ended gets its first sample 1 µs later, so t
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
-JOINT = pd.Timedelta(microseconds=1)
 MAX_SAMPLES = 500_000
 
 
@@ -29,7 +28,7 @@ def step_samples(intervals: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     prev_end = iv.groupby("sensor_key")["end"].shift(1)
     touching = prev_end.notna() & (iv["start"] <= prev_end)
-    start = iv["start"].where(~touching, prev_end + JOINT)
+    start = iv["start"].where(~touching, prev_end + pd.Timedelta(microseconds=1))
     iv = iv.assign(start=start)
     iv = iv[iv["end"] > iv["start"]].reset_index(drop=True)
     length = (iv["end"] - iv["start"]).dt.total_seconds()

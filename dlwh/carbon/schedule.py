@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 import duckdb
 import numpy as np
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.carbon.intensity import resolve_pue, yearly_average
 from dlwh.carbon.settings import check_pue, normalise_zone

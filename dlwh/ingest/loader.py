@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import duckdb
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.errors import DlwhError, ParseError
 from dlwh.ingest import formats

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.errors import UsageError
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Union
 
 import duckdb
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
-Table = Union[pd.DataFrame, duckdb.DuckDBPyRelation]
+Table = Union["pd.DataFrame", duckdb.DuckDBPyRelation]
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import duckdb
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.errors import DlwhError
 

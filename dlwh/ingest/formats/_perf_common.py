@@ -54,7 +54,7 @@ import re
 from datetime import datetime
 
 import numpy as np
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
 from dlwh.ingest.timeutil import local_to_utc

@@ -10,7 +10,7 @@ import io
 import re
 from pathlib import Path
 
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
 

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.carbon.intervals import step_samples
 from dlwh.errors import ParseError

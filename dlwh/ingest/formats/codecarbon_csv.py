@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.carbon.csvread import read_csv_strict
 from dlwh.carbon.intervals import step_samples

@@ -13,7 +13,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.carbon.csvread import read_csv_strict
 from dlwh.errors import ParseError

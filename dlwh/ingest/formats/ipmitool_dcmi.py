@@ -36,7 +36,7 @@ from datetime import timedelta, timezone
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
 from dlwh.ingest.timeutil import local_to_utc

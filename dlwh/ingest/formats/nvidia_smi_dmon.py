@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
 from dlwh.ingest.formats.nvidia_smi_query import sample_interval

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
 from dlwh.ingest.trace import IngestContext, Trace

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
 from dlwh.ingest.trace import IngestContext, Trace

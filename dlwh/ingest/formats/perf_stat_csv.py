@@ -25,7 +25,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
 from dlwh.ingest.formats import _perf_common as common

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
 from dlwh.ingest.trace import IngestContext, Trace

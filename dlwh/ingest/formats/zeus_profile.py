@@ -13,7 +13,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
 from dlwh.ingest.formats import _zeus

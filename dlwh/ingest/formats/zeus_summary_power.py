@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
+from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
 from dlwh.ingest.formats import _zeus
