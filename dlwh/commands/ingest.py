@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only failures and the summary."),
     ) -> None:
         """Load traces (nvidia-smi, perf, ipmitool, powermetrics, dlwh runs, ...) into the warehouse."""
-        from dlwh.ingest.loader import IngestOptions, ingest_paths, summarise
+        from dlwh.ingest.loader import IngestOptions, format_summary, ingest_paths
         from dlwh.warehouse import open_warehouse, resolve_db_path
 
         options = IngestOptions(tz=tz, start=start, run_id=run_id, tags=parse_tags(tag), dry_run=dry_run,
@@ -65,9 +65,8 @@ def register(app: typer.Typer) -> None:
             if progress is not None:
                 progress.clear()
             con.close()
-        table = summarise(results)
         typer.echo("")
-        typer.echo(table.to_string(index=False) if len(table) else "no files found")
+        typer.echo(format_summary(results))
         where = resolve_db_path(db)
         failed = [r for r in results if r.outcome == "failed"]
         verb = "would load into" if dry_run else "warehouse:"

@@ -410,14 +410,34 @@ def ingest_paths(
     return results
 
 
+SUMMARY_COLUMNS = ("outcome", "format", "files", "rows")
+
+
+def summary_rows(results: list[FileResult]) -> list[tuple[str, str, int, int]]:
+    """(outcome, format, files, rows) per outcome and format, sorted (the table printed after an ingest)."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for r in results:
+        key = (r.outcome.replace("-with-warnings", ""), r.format or "-")
+        files_rows = counts.setdefault(key, [0, 0])
+        files_rows[0] += 1
+        files_rows[1] += r.rows
+    return [(outcome, fmt, files, rows) for (outcome, fmt), (files, rows) in sorted(counts.items())]
+
+
 def summarise(results: list[FileResult]) -> pd.DataFrame:
-    """Counts and rows per outcome and format (the table printed at the end of an ingest)."""
-    frame = pd.DataFrame(
-        [{"outcome": r.outcome.replace("-with-warnings", ""), "format": r.format or "-", "rows": r.rows}
-         for r in results],
-        columns=["outcome", "format", "rows"],
-    )
-    if frame.empty:
-        return pd.DataFrame(columns=["outcome", "format", "files", "rows"])
-    return (frame.groupby(["outcome", "format"], as_index=False)
-            .agg(files=("rows", "size"), rows=("rows", "sum")))
+    """``summary_rows`` as a DataFrame."""
+    return pd.DataFrame(summary_rows(results), columns=list(SUMMARY_COLUMNS))
+
+
+def format_summary(results: list[FileResult]) -> str:
+    """``summary_rows`` as an aligned text table (numbers right-aligned), or 'no files found'."""
+    rows = [tuple(str(v) for v in row) for row in summary_rows(results)]
+    if not rows:
+        return "no files found"
+    widths = [max(len(x) for x in column) for column in zip(SUMMARY_COLUMNS, *rows)]
+    numeric = (False, False, True, True)
+
+    def line(cells) -> str:
+        return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)).rstrip()
+
+    return "\n".join([line(SUMMARY_COLUMNS)] + [line(r) for r in rows])

@@ -51,7 +51,8 @@ apart.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
+from typing import Sequence
 
 import numpy as np
 from dlwh._lazy import pandas as pd
@@ -93,16 +94,16 @@ ANCHOR_HINT = ("pass --start with the time perf started (ISO 8601, e.g. --start 
                "(it writes a '# started on' line)")
 
 
-def started_on_in_text(text: str) -> pd.DataFrame:
-    """The ``# started on <ctime>`` lines of a whole file: columns line (1-based) and local (naive datetime).
+def started_on_lines(text: str) -> list[tuple[int, datetime]]:
+    """The ``# started on <ctime>`` lines of a whole file: (line number, 1-based; naive local datetime).
 
     Found by one regex over the text (a few matches; line numbers counted between them).
     Raises ParseError for a ``# started on`` line whose date cannot be read.
     """
-    out = []
+    out: list[tuple[int, datetime]] = []
     line, pos = 1, 0
     if "started on" not in text:
-        return pd.DataFrame(out, columns=["line", "local"])
+        return out
     for match in _STARTED_ON_TEXT.finditer(text):
         line += text.count("\n", pos, match.start())
         pos = match.start()
@@ -111,7 +112,12 @@ def started_on_in_text(text: str) -> pd.DataFrame:
             raise ParseError(f"'# started on {match.group(1)}' is not a date like 'Mon Oct 30 18:42:33 2024'",
                              line=line)
         out.append((line, local))
-    return pd.DataFrame(out, columns=["line", "local"])
+    return out
+
+
+def started_on_in_text(text: str) -> pd.DataFrame:
+    """``started_on_lines`` as a frame: columns line and local."""
+    return pd.DataFrame(started_on_lines(text), columns=["line", "local"])
 
 
 def parse_ctime(text: str) -> datetime | None:
@@ -159,9 +165,12 @@ def _none_for_nan(series: pd.Series) -> pd.Series:
     return series.astype(object).where(series.notna(), None)
 
 
+PMU_PATTERN = r"^([^/\s]+)/"
+
+
 def pmu_of(events: pd.Series) -> pd.Series:
     """'cpu_core/cycles/' → 'cpu_core'; 'cycles' → None."""
-    return by_unique(events, lambda u: _none_for_nan(u.str.extract(r"^([^/\s]+)/", expand=False)))
+    return by_unique(events, lambda u: _none_for_nan(u.str.extract(PMU_PATTERN, expand=False)))
 
 
 def rapl_domain(events: pd.Series) -> pd.Series:
@@ -306,36 +315,49 @@ def build_trace(ctx: IngestContext, name: str, rows: pd.DataFrame, *, starts: pd
 
 def anchors_of_runs(ctx: IngestContext, n_runs: int, starts: pd.DataFrame | None, start_runs: np.ndarray | None,
                     notes: list[str]) -> pd.Series:
-    """UTC start (naive datetime64) per run, NaT where nothing anchors it.
+    """``run_anchors`` as a Series (naive datetime64, NaT where nothing anchors a run)."""
+    pairs = list(zip(starts["line"], starts["local"])) if starts is not None and len(starts) else []
+    anchors = run_anchors(ctx, n_runs, pairs, start_runs, notes)
+    return pd.Series([pd.NaT if a is None else pd.Timestamp(a) for a in anchors], dtype="datetime64[ns]")
 
-    ``start_runs``: for each '# started on' line, the run it starts (-1: no counter row after it).
+
+def run_anchors(ctx: IngestContext, n_runs: int, starts: list[tuple[int, datetime]],
+                start_runs: Sequence[int] | None, notes: list[str]) -> list[datetime | None]:
+    """The UTC start (naive datetime) of each run, None where nothing anchors it (see the module's doc).
+
+    ``starts``: the '# started on' lines (line, local time); ``start_runs``: for each, the run it starts
+    (-1: no counter row after it).
     """
-    file_start = pd.Series(pd.NaT, index=range(n_runs), dtype="datetime64[ns]")
-    if starts is not None and len(starts):
-        utc = local_to_utc(pd.Series(pd.to_datetime(starts["local"]).astype("datetime64[ns]")), ctx.tz)
-        # runs are separated by rows, so where two lines start one run the last one wins
-        for run_no, when in zip(start_runs, utc.to_numpy()):  # one per run: few
-            if run_no >= 0:
+    file_start: list[datetime | None] = [None] * n_runs
+    if starts:
+        for run_no, when in zip(start_runs, _local_starts_to_utc([local for _, local in starts], ctx.tz)):
+            if run_no >= 0:  # runs are separated by rows, so where two lines start one run the last one wins
                 file_start[int(run_no)] = when
         notes.append(f"'# started on' read as local time in {ctx.tz_name} ({ctx.tz_source})")
-    anchors = file_start.copy()
+    anchors = list(file_start)
     if ctx.start_utc is not None and ctx.start_source == "--start":
-        base = pd.Timestamp(ctx.start_utc)
-        if pd.notna(file_start.iloc[0]):
-            anchors = (file_start + (base - file_start.iloc[0])).fillna(base)
-        else:
-            anchors = pd.Series(base, index=range(n_runs), dtype="datetime64[ns]")
+        base = ctx.start_utc
+        first = file_start[0]
+        anchors = [base if first is None or when is None else base + (when - first) for when in file_start]
         notes.append(f"anchored at {base.isoformat()} UTC from --start")
     elif ctx.start_utc is not None:
         source = ctx.start_source or "run.json"
-        used = anchors.isna()
-        anchors = anchors.fillna(pd.Timestamp(ctx.start_utc))
-        if used.any():
-            notes.append(f"anchored at {pd.Timestamp(ctx.start_utc).isoformat()} UTC from {source}"
-                         + (" (runs without their own '# started on' line)" if not used.all() else ""))
-    if n_runs > 1 and anchors.notna().all() and anchors.duplicated().any():
+        used = [when is None for when in anchors]
+        anchors = [ctx.start_utc if when is None else when for when in anchors]
+        if any(used):
+            notes.append(f"anchored at {ctx.start_utc.isoformat()} UTC from {source}"
+                         + (" (runs without their own '# started on' line)" if not all(used) else ""))
+    if n_runs > 1 and all(a is not None for a in anchors) and len(set(anchors)) < len(anchors):
         notes.append("several runs share one start time (nothing in the file says when each began)")
     return anchors
+
+
+def _local_starts_to_utc(values: list[datetime], tz) -> list[datetime]:
+    """Naive local times → naive UTC, by ``local_to_utc``'s rules (pandas only off UTC)."""
+    if tz is timezone.utc:
+        return list(values)
+    utc = local_to_utc(pd.Series(pd.to_datetime(values)).astype("datetime64[ns]"), tz)
+    return [ts.to_pydatetime() for ts in utc]
 
 
 def _rapl(rows: pd.DataFrame, counters: pd.DataFrame, n_runs: int, notes: list[str],

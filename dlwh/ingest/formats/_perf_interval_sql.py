@@ -14,9 +14,11 @@ it), ``t``, ``cpu``, ``value``, ``reason``, ``unit``, ``event``, ``run_time_ns``
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
+
 import duckdb
 import numpy as np
-from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
 from dlwh.ingest.formats import _perf_common as common
@@ -48,8 +50,8 @@ def _sql_ns(seconds: str) -> str:
     return f"CAST(round_even(({seconds}) * 1e9, 0) AS BIGINT)"
 
 
-def build(ctx: IngestContext, name: str, table: str, line_sql: str, keep_sql: str, starts: pd.DataFrame,
-          event_names: list[str], notes: list[str]) -> Trace:
+def build(ctx: IngestContext, name: str, table: str, line_sql: str, keep_sql: str,
+          starts: list[tuple[int, datetime]], event_names: list[str], notes: list[str]) -> Trace:
     """Counters, RAPL sensors and samples from the parsed lines in base table ``table``.
 
     ``line_sql`` gives a row's line number, ``keep_sql`` whether it is a counter row; every counter row
@@ -66,7 +68,8 @@ def build(ctx: IngestContext, name: str, table: str, line_sql: str, keep_sql: st
         order = np.argsort(line, kind="stable")
         line, t = line[order], t[order]
     # runs: a '# started on' line, or time going backwards; blocks: rows of one interval
-    seg = common.segments(line, starts["line"].to_numpy()) if len(starts) else np.zeros(len(line), np.int64)
+    start_lines = np.array([at for at, _ in starts], dtype=np.int64)
+    seg = common.segments(line, start_lines) if starts else np.zeros(len(line), np.int64)
     new_run = np.ones(len(line), dtype=bool)
     new_run[1:] = (seg[1:] != seg[:-1]) | (t[1:] < t[:-1])
     new_time = new_run.copy()
@@ -82,14 +85,15 @@ def build(ctx: IngestContext, name: str, table: str, line_sql: str, keep_sql: st
     run_first = line[new_run]
     run_last = np.append(line[np.flatnonzero(new_run)[1:] - 1], line[-1])
     start_runs = None
-    if len(starts):
-        at = np.searchsorted(run_last, starts["line"].to_numpy(dtype=np.int64), side="left")
+    if starts:
+        at = np.searchsorted(run_last, start_lines, side="left")
         start_runs = np.where(at < n_runs, at, -1)
-    anchors = common.anchors_of_runs(ctx, n_runs, starts, start_runs, notes)
-    if anchors.isna().any():
+    anchors = common.run_anchors(ctx, n_runs, starts, start_runs, notes)
+    if any(a is None for a in anchors):
+        first = next(i for i, a in enumerate(anchors) if a is None)
         raise ParseError("perf stat -I times count from when perf started and nothing says when that was; "
-                         + common.ANCHOR_HINT, line=int(run_first[np.flatnonzero(anchors.isna().to_numpy())[0]]))
-    anchor_ns = anchors.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+                         + common.ANCHOR_HINT, line=int(run_first[first]))
+    anchor_ns = np.array([np.datetime64(a, "us") for a in anchors]).astype("datetime64[ns]").astype(np.int64)
     ts_us = _round_us_ns(anchor_ns[run] + _ns(t))
 
     counters, timing, events = "_perf_iv_counters", "_perf_iv_timing", "_perf_iv_events"
@@ -120,14 +124,19 @@ def build(ctx: IngestContext, name: str, table: str, line_sql: str, keep_sql: st
 
 
 def _event_rows(event_names: list[str]) -> list[tuple[str, str | None, str | None]]:
-    """(event, PMU, RAPL domain) per distinct event name (the regular expressions run per name)."""
-    names = pd.Series(event_names, dtype=object)
-    return list(zip(event_names, common.pmu_of(names), common.rapl_domain(names)))
+    """(event, PMU, RAPL domain) per distinct event name, by ``_perf_common.pmu_of`` and ``rapl_domain``'s
+    regular expressions (run per name)."""
+    rows = []
+    for event in event_names:
+        pmu = re.search(common.PMU_PATTERN, event)
+        domain = re.search(common._RAPL_EVENT_PD, event)
+        rows.append((event, pmu.group(1) if pmu else None, domain.group(1) if domain else None))
+    return rows
 
 
 def _rapl(con: duckdb.DuckDBPyConnection, counters: str, n_runs: int, warnings: list[str],
-          scratch: list[str]) -> tuple[pd.DataFrame | None, duckdb.DuckDBPyRelation | None]:
-    """RAPL energy rows of ``counters`` → (sensors frame, samples relation), as ``_perf_common._rapl``."""
+          scratch: list[str]) -> tuple[duckdb.DuckDBPyRelation | None, duckdb.DuckDBPyRelation | None]:
+    """RAPL energy rows of ``counters`` → (sensors, samples) relations, as ``_perf_common._rapl``."""
     joules = "(" + ", ".join(f"'{u}'" for u in common.JOULE_UNITS) + ")"
     wrong = con.execute(
         f"SELECT arg_min(event, line), arg_min(unit, line) FROM {counters} "
@@ -157,16 +166,15 @@ def _rapl(con: duckdb.DuckDBPyConnection, counters: str, n_runs: int, warnings: 
         FROM {rapl} GROUP BY sensor_key
         """)
     scratch[:0] = [f"TABLE {rapl}", f"TABLE {edges}"]
-    sensors = con.execute(f"""
+    if not con.execute(f"SELECT count(*) FROM {edges}").fetchall()[0][0]:
+        return None, None
+    sensors = con.sql(f"""
         SELECT sensor_key, {RAPL_KIND_SQL} AS kind,
                'energy-' || dom || CASE WHEN cpu <> '' THEN ' ' || cpu ELSE '' END || {run_name} AS name,
                TRY_CAST(regexp_extract(cpu, '^S(\\d+)', 1) AS INTEGER) AS device_index,
-               NULL AS device_uuid, NULL AS device_name, 'perf' AS tool
+               NULL::VARCHAR AS device_uuid, NULL::VARCHAR AS device_name, 'perf' AS tool
         FROM {edges} ORDER BY first_line
-        """).df()
-    if sensors.empty:
-        return None, None
-    sensors["device_index"] = pd.array(sensors["device_index"], dtype="Int64")
+        """)
     energy, power = unit_of("energy"), unit_of("power")
     midpoint = _sql_round_us(f"epoch_ns(ts) - {_sql_ns('interval_s / 2')}")
     start = _sql_round_us(f"epoch_ns(first_ts) - {_sql_ns('first_interval_s')}")

@@ -245,9 +245,9 @@ def _typed_rows_sql(table: str, offset: int) -> str:
     return f"SELECT rowid + ({int(offset)}) AS line, * EXCLUDE (data) FROM {table} WHERE data"
 
 
-def _lines_frame(lines: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({"line": np.arange(1, len(lines) + 1, dtype=np.int64),
-                         "text": np.array(lines, dtype=object)})
+def _lines_frame(lines: list[str]) -> dict[str, np.ndarray]:
+    """A table of numbered lines (line 1-based, text) for ``con.register`` (NumPy arrays: no pandas)."""
+    return {"line": np.arange(1, len(lines) + 1, dtype=np.int64), "text": np.array(lines, dtype=object)}
 
 
 def sniff(head: str, path: Path) -> bool:
@@ -327,7 +327,7 @@ def parse(ctx: IngestContext) -> Trace:
             offset, head_text = _read_typed(con, ctx, data, fields)
         check = None
         if offset is not None:
-            starts = common.started_on_in_text(head_text)  # no comment line follows the head
+            starts = common.started_on_lines(head_text)  # no comment line follows the head
             con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS " + _typed_rows_sql(fields, offset))
             check = _check(con, table, sep, line_text, fits=True)
             if check is None:
@@ -336,7 +336,7 @@ def parse(ctx: IngestContext) -> Trace:
             else:
                 scratch = [f"VIEW {table}", f"TABLE {fields}"]
         if check is None:
-            starts = common.started_on_in_text(full_text())
+            starts = common.started_on_lines(full_text())
             con.register(view, _lines_frame(all_lines()))
             con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS "
                         + _interval_layout_sql(sep, _split_lines_source(sep, view), lambda i: f"f[{i}]", "len(f)"))
@@ -366,8 +366,9 @@ def parse(ctx: IngestContext) -> Trace:
         for entry in scratch:
             kind, name = entry.split(" ", 1)
             con.execute(f"DROP {kind} IF EXISTS {name}")
-    rows["seg"] = common.segments(rows["line"].to_numpy(), starts["line"].to_numpy())
-    return common.build_trace(ctx, NAME, rows[list(common.ROW_COLUMNS)], starts=starts, split_repeats=True,
+    starts_frame = pd.DataFrame(starts, columns=["line", "local"])
+    rows["seg"] = common.segments(rows["line"].to_numpy(), starts_frame["line"].to_numpy())
+    return common.build_trace(ctx, NAME, rows[list(common.ROW_COLUMNS)], starts=starts_frame, split_repeats=True,
                               notes=notes)
 
 
