@@ -89,13 +89,25 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, bool]]
     return sorted(found.items(), key=lambda item: (item[0].name != MANIFEST_NAME, str(item[0])))
 
 
+KEEP_BYTES = 256 * 1024 * 1024  # files up to this size are read once: hashed, then handed to the parser
+
+
 def sha256_of(path: Path) -> str:
     """Hex sha256 of the file's bytes."""
+    return _hash_and_keep(path, 0)[0]
+
+
+def _hash_and_keep(path: Path, keep_up_to: int) -> tuple[str, bytes | None]:
+    """(hex sha256 of the file, its bytes if it is no larger than ``keep_up_to``, else None)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
+        if path.stat().st_size <= keep_up_to:
+            data = handle.read()
+            digest.update(data)
+            return digest.hexdigest(), data
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+    return digest.hexdigest(), None
 
 
 def _read_head(path: Path) -> bytes:
@@ -196,7 +208,7 @@ class _Loader:
         if module is None:
             return FileResult(path, "failed" if explicit else "skipped",
                               message="not a trace format dlwh knows (see README, 'Formats')")
-        sha = sha256_of(path)
+        sha, data = _hash_and_keep(path, KEEP_BYTES)
         known = self.con.execute("SELECT path FROM files WHERE sha256 = ? ORDER BY path = ? DESC LIMIT 1",
                                  [sha, str(path)]).fetchone()
         if known:
@@ -204,6 +216,7 @@ class _Loader:
             return FileResult(path, "unchanged", module.NAME, message=note)
         previous = self.con.execute("SELECT sha256 FROM files WHERE path = ?", [str(path)]).fetchone()
         ctx = self.context(path, sha)
+        ctx.data = data
         self.con.execute("BEGIN TRANSACTION")
         try:
             trace = module.parse(ctx)

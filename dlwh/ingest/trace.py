@@ -56,10 +56,15 @@ class IngestContext:
     start_source: str | None = None
     manifest: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    data: bytes | None = field(default=None, repr=False)  # the file's bytes if the loader read them already
+
+    def read_bytes(self) -> bytes:
+        """The whole file's bytes (read once: the loader keeps what it hashed, if not too large)."""
+        return self.data if self.data is not None else self.path.read_bytes()
 
     def read_text(self) -> str:
         """The whole file as text (UTF-8, undecodable bytes replaced)."""
-        return self.path.read_bytes().decode("utf-8", errors="replace")
+        return self.read_bytes().decode("utf-8", errors="replace")
 
 
 @dataclass

@@ -44,8 +44,9 @@ def load_formats() -> list[ModuleType]:
 
 
 def detect(head: str, path: Path) -> ModuleType | None:
-    """The first format whose sniff() accepts ``head``, or None."""
-    for module in load_formats():
+    """The first format whose sniff() accepts ``head``, or None (modules imported as they are tried)."""
+    for name in FORMAT_MODULES:
+        module = importlib.import_module(name)
         try:
             if module.sniff(head, path):
                 return module

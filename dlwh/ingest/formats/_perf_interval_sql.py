@@ -50,18 +50,17 @@ def _sql_ns(seconds: str) -> str:
     return f"CAST(round_even(({seconds}) * 1e9, 0) AS BIGINT)"
 
 
-def build(ctx: IngestContext, name: str, table: str, line_sql: str, keep_sql: str,
-          starts: list[tuple[int, datetime]], event_names: list[str], notes: list[str]) -> Trace:
-    """Counters, RAPL sensors and samples from the parsed lines in base table ``table``.
+def build(ctx: IngestContext, name: str, table: str, starts: list[tuple[int, datetime]], event_names: list[str],
+          notes: list[str]) -> Trace:
+    """Counters, RAPL sensors and samples from the parsed lines in ``table`` (every counter row has ``t``).
 
-    ``line_sql`` gives a row's line number, ``keep_sql`` whether it is a counter row; every counter row
-    has ``t``. The per-row time arithmetic (runs, interval lengths, timestamps) runs in numpy over
-    the fetched line numbers and times; its result is joined back by line, so text columns never
-    leave DuckDB. ``event_names``: the distinct events. The counters are a view the
-    loader's insert reads; ``Trace.scratch`` names what it reads from.
+    The per-row time arithmetic (runs, interval lengths, timestamps) runs in numpy over the fetched
+    line numbers and times; its result is joined back by line, so text columns never leave DuckDB.
+    ``event_names``: the distinct events. The counters are a view the loader's insert reads;
+    ``Trace.scratch`` names what it reads from.
     """
     con = ctx.con
-    got = con.execute(f"SELECT {line_sql} AS line, t FROM {table} WHERE {keep_sql}").fetchnumpy()
+    got = con.execute(f"SELECT line, t FROM {table} WHERE NOT metric_only").fetchnumpy()
     line = np.asarray(got["line"], dtype=np.int64)
     t = np.asarray(got["t"], dtype=np.float64)
     if len(line) > 1 and not (line[1:] > line[:-1]).all():  # written in line order: sorted only if not
@@ -111,7 +110,7 @@ def build(ctx: IngestContext, name: str, table: str, line_sql: str, keep_sql: st
         SELECT i.perf_run, i.ts, i.interval_s, nullif(r.cpu, '') AS cpu, e.pmu, r.event,
                CASE WHEN r.reason IS NULL THEN r.value END AS value, nullif(r.unit, '') AS unit, r.reason,
                CAST(round_even(r.run_time_ns, 0) AS BIGINT) AS run_time_ns, r.enabled_pct, i.line_no AS line, e.dom
-        FROM (SELECT {line_sql} AS line_no, * FROM {table} WHERE {keep_sql}) r
+        FROM (SELECT line AS line_no, * FROM {table} WHERE NOT metric_only) r
              JOIN {timing} i USING (line_no) JOIN {events} e ON e.event = r.event
         """)
     if n_runs > 1:

@@ -57,7 +57,7 @@ def sniff(head: str, path: Path) -> bool:
 
 def parse(ctx: IngestContext) -> Trace:
     """Read the file with DuckDB (all text), convert, group rows into tracker runs, derive power."""
-    raw = ctx.path.read_bytes()
+    raw = ctx.read_bytes()
     if raw and not raw.endswith(b"\n"):
         raise ParseError("last line is incomplete (file truncated?)", line=raw.count(b"\n") + 1)
     frame = read_csv_strict(ctx.con, ctx.path, "CodeCarbon CSV")

@@ -177,14 +177,12 @@ def _interval_layout_sql(sep: str, source: str, field, nf: str) -> str:
 def _typed_layout_sql(reader: str) -> str:
     """SQL: the columns of ``_interval_layout_sql`` from the typed fields of DuckDB's CSV reader over a
     ``-x,`` file (a value is a number or empty, a run time no '-r'/'-G' field: else the reader rejected
-    the line), without ``line``, and ``data``: false for comment lines. Unlike the other layout queries,
-    ``bad`` leaves out events that are numbers: ``_check`` tests the distinct events instead."""
+    the line), less ``line`` and what is the same on every line (``_typed_rows_sql`` adds them), and
+    ``data``: false for comment lines. Unlike the other layout queries, ``bad`` leaves out events that are
+    numbers: ``_check`` tests the distinct events instead."""
     return f"""
-    SELECT t, NULL::VARCHAR AS cpu, c2 AS value, coalesce(trim(c3), '') AS unit, event, c5 AS run_time_ns,
-           c6 AS enabled_pct, c7 AS metric_value, coalesce(trim(c8), '') AS metric_unit, NULL::VARCHAR AS reason,
-           {FIELDS} AS nf, 1 AS k, c2 IS NULL AND event = '' AS metric_only,
-           NOT (c2 IS NULL AND event = '') AND (c2 IS NULL OR event = '') AS bad,
-           false AS too_many,
+    SELECT t, c2 AS value, coalesce(trim(c3), '') AS unit, event, c5 AS run_time_ns, c6 AS enabled_pct,
+           c7 AS metric_value, coalesce(trim(c8), '') AS metric_unit, c2 IS NULL AND event = '' AS metric_only,
            coalesce(contains(c1, '.'), false) AND t IS NOT NULL AND (c2 IS NOT NULL OR coalesce(c3, '') = '') AS fits,
            NOT coalesce(starts_with(ltrim(c1), '#'), false) AS data
     FROM (SELECT *, TRY_CAST(c1 AS DOUBLE) AS t, coalesce(trim(c4), '') AS event FROM {reader})"""
@@ -203,7 +201,7 @@ TYPED_FIELDS = (("c1", "VARCHAR"), ("c2", "DOUBLE"), ("c3", "VARCHAR"), ("c4", "
                 ("c5", "DOUBLE"), ("c6", "DOUBLE"), ("c7", "DOUBLE"), ("c8", "VARCHAR"))
 
 
-def _read_typed(con: duckdb.DuckDBPyConnection, ctx: IngestContext, data: bytes,
+def _read_typed(con: duckdb.DuckDBPyConnection, ctx: IngestContext, data: bytes, n_file_lines: int,
                 table: str) -> tuple[int | None, str]:
     """Lay out a ``-x,`` file with DuckDB's CSV reader into ``table`` (``_typed_layout_sql``) where it is a
     head of comment and blank lines followed by lines of exactly 8 fields each (every long ``-I``
@@ -223,7 +221,7 @@ def _read_typed(con: duckdb.DuckDBPyConnection, ctx: IngestContext, data: bytes,
             break
         head, pos = head + 1, end + 1
     head_text = data[:pos].decode("utf-8", errors="replace")
-    n_lines = data.count(b"\n", pos) + (1 if len(data) > pos and not data.endswith(b"\n") else 0)
+    n_lines = n_file_lines - head  # every head line ends with a line end
     if n_lines == 0 or data.count(b",", pos) != (FIELDS - 1) * n_lines:
         return None, head_text
     reader = ("read_csv(?, columns = ?, header = false, delim = ',', quote = '', escape = '', skip = ?, "
@@ -241,8 +239,12 @@ def _read_typed(con: duckdb.DuckDBPyConnection, ctx: IngestContext, data: bytes,
 
 
 def _typed_rows_sql(table: str, offset: int) -> str:
-    """SQL: the data lines of a ``_read_typed`` table with their line numbers."""
-    return f"SELECT rowid + ({int(offset)}) AS line, * EXCLUDE (data) FROM {table} WHERE data"
+    """SQL: the data lines of a ``_read_typed`` table with their line numbers and the columns that are
+    the same on every line of this layout."""
+    return (f"SELECT rowid + ({int(offset)}) AS line, * EXCLUDE (data), NULL::VARCHAR AS cpu, "
+            f"NULL::VARCHAR AS reason, {FIELDS} AS nf, 1 AS k, false AS too_many, "
+            "NOT metric_only AND (value IS NULL OR event = '') AS bad "
+            f"FROM {table} WHERE data")
 
 
 def _lines_frame(lines: list[str]) -> dict[str, np.ndarray]:
@@ -293,7 +295,7 @@ def parse(ctx: IngestContext) -> Trace:
     layout without labels; else the lines split in Python, the same layout tested per line in SQL; else
     the general layout query (every layout, told apart per line).
     """
-    data = ctx.path.read_bytes()
+    data = ctx.read_bytes()
     sep = _separator(data[:HEAD_BYTES].decode("utf-8", errors="replace")) or ","
     crlf = b"\r" in data
     n_lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
@@ -324,7 +326,7 @@ def parse(ctx: IngestContext) -> Trace:
     try:
         offset = None
         if sep == "," and not crlf and USE_CSV_READER:
-            offset, head_text = _read_typed(con, ctx, data, fields)
+            offset, head_text = _read_typed(con, ctx, data, n_lines, fields)
         check = None
         if offset is not None:
             starts = common.started_on_lines(head_text)  # no comment line follows the head
@@ -349,9 +351,7 @@ def parse(ctx: IngestContext) -> Trace:
         common.check_line_end(data[-1:].decode("latin-1"), check["last_line"], n_lines)
         if check["totals"] == 0 and not FORCE_PANDAS:
             # every row is an -I interval: built in DuckDB, never fetched (see _perf_interval_sql)
-            base, line_sql, keep_sql = (fields, f"rowid + ({offset})", "data AND NOT metric_only") \
-                if offset is not None else (table, "line", "NOT metric_only")
-            trace = interval_sql.build(ctx, NAME, base, line_sql, keep_sql, starts, check["values"]["event"], notes)
+            trace = interval_sql.build(ctx, NAME, table, starts, check["values"]["event"], notes)
             trace.scratch.extend(scratch)
             scratch = []
             return trace

@@ -49,7 +49,7 @@ def sniff(head: str, path: Path) -> bool:
 
 def parse(ctx: IngestContext) -> Trace:
     """Each document → one sample window; see the module docstring."""
-    data = ctx.path.read_bytes()
+    data = ctx.read_bytes()
     rows: list[tuple[int, str, str, str, float]] = []
     stamps: list[datetime | None] = []
     elapsed: list[int] = []
