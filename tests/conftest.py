@@ -12,6 +12,20 @@ SHARED = ROOT.parent / "shared"
 EXAMPLES = ROOT / "examples"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _warehouse_template_cache(tmp_path_factory):
+    """New warehouses are copied from a template cached per session here, not in the user's cache."""
+    import os
+
+    old = os.environ.get("DLWH_CACHE_DIR")
+    os.environ["DLWH_CACHE_DIR"] = str(tmp_path_factory.mktemp("dlwh-cache"))
+    yield
+    if old is None:
+        os.environ.pop("DLWH_CACHE_DIR", None)
+    else:
+        os.environ["DLWH_CACHE_DIR"] = old
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     """A fresh warehouse file path (not yet created) in this test's temp folder."""

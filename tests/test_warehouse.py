@@ -77,3 +77,48 @@ def test_plain_duckdb_client_sees_tables_and_views(db_path):
     assert con.execute("SELECT count(*) FROM span_energy").fetchone()[0] == 0
     assert con.execute("SELECT count(*) FROM run_energy").fetchone()[0] == 0
     con.close()
+
+
+def _catalog(con) -> dict:
+    """Everything a schema holds, for comparing two warehouses."""
+    return {
+        "tables": con.execute("SELECT table_name, column_name, data_type FROM information_schema.columns "
+                              "ORDER BY ALL").fetchall(),
+        "macros": con.execute("SELECT function_name FROM duckdb_functions() WHERE NOT internal "
+                              "ORDER BY ALL").fetchall(),
+        "versions": con.execute("SELECT version, name FROM schema_version ORDER BY version").fetchall(),
+        "zoo": con.execute("SELECT count(*) FROM model_complexity").fetchall(),
+        "intensity": con.execute("SELECT count(*) FROM carbon_intensity_yearly").fetchall(),
+    }
+
+
+def test_new_warehouse_from_the_cached_template_equals_one_migrated_in_place(tmp_path, monkeypatch):
+    from datetime import datetime, timedelta, timezone
+
+    from dlwh.warehouse import db
+
+    monkeypatch.setenv("DLWH_CACHE_DIR", str(tmp_path / "cache"))
+    first = open_warehouse(tmp_path / "a.duckdb")  # makes the template, then copies it
+    template = db._template_path()
+    assert template is not None and template.is_file()
+    second = open_warehouse(tmp_path / "b.duckdb")  # copies it
+    monkeypatch.setenv("DLWH_CACHE_DIR", "off")
+    assert db._template_path() is None
+    in_place = open_warehouse(tmp_path / "c.duckdb")
+    assert _catalog(first) == _catalog(second) == _catalog(in_place)
+    applied = second.execute("SELECT min(applied_at) FROM schema_version").fetchone()[0]
+    assert abs(applied - datetime.now(timezone.utc).replace(tzinfo=None)) < timedelta(minutes=1)  # this warehouse's time, not the template's
+    second.execute("INSERT INTO runs (run_id, source) VALUES ('r1', 'file')")
+    assert first.execute("SELECT count(*) FROM runs").fetchone() == (0,)  # copies, not one file
+
+
+def test_a_broken_template_is_replaced_and_the_warehouse_still_made(tmp_path, monkeypatch):
+    from dlwh.warehouse import db
+
+    monkeypatch.setenv("DLWH_CACHE_DIR", str(tmp_path / "cache"))
+    template = db._template_path()
+    template.parent.mkdir(parents=True)
+    template.write_bytes(b"not a duckdb file")
+    con = open_warehouse(tmp_path / "w.duckdb")
+    assert con.execute("SELECT max(version) FROM schema_version").fetchone() == (db.SCHEMA_VERSION,)
+    assert not template.exists() or template.read_bytes()[:4] != b"not "
