@@ -265,3 +265,29 @@ def test_predict_usage_errors(runner, a40_db):
     assert result.exit_code == 2 and "--cv 'loo' is not one of" in result.stderr
     result = invoke(runner, "fit", "--algo", "svm", "--db", str(a40_db))
     assert result.exit_code == 2 and "--algo 'svm'" in result.stderr
+
+
+def test_group_model_cv_scores_physics_from_one_run_of_the_held_out_model(a40_db):
+    """Leaving a model out, physics keeps that model's highest-limit runs (its one input) and is scored
+    on the others; the statistical models see nothing of it and are scored on every row."""
+    pytest.importorskip("sklearn")
+    from dlwh.analysis import cv
+    from dlwh.analysis.data import load_training_data
+    from dlwh.analysis.fit import fit
+    from dlwh.warehouse import open_warehouse
+
+    con = open_warehouse(a40_db)
+    rows = load_training_data(con, "A40")
+    report = fit(con, target="speed", algo="all", gpu="A40", cv="group-model", n_estimators=20, store=False)
+    con.close()
+    scores = report.scores.set_index("algo")
+    tops = rows.sort_values("power_limit_w").groupby("config").tail(1)
+    assert scores.loc["physics", "n"] == len(rows) - len(tops)
+    assert scores.loc["gbr", "n"] == len(rows)
+    assert scores.loc["physics", "mape_pct"] < 10  # A40 leave-one-workload-out: 8.1 % in docs/accuracy.md
+    for train, test, label in cv.physics_splits(rows, "group-model"):
+        held = rows.loc[test, "model"].fillna("-").unique()
+        assert list(held) == [label]
+        in_train = rows.loc[train]
+        assert set(in_train.index[in_train["model"].fillna("-") == label]) == \
+            set(tops.index[tops["model"].fillna("-") == label])

@@ -122,3 +122,14 @@ def test_a_broken_template_is_replaced_and_the_warehouse_still_made(tmp_path, mo
     con = open_warehouse(tmp_path / "w.duckdb")
     assert con.execute("SELECT max(version) FROM schema_version").fetchone() == (db.SCHEMA_VERSION,)
     assert not template.exists() or template.read_bytes()[:4] != b"not "
+
+
+def test_memory_limit_from_the_environment(db_path, monkeypatch, runner):
+    monkeypatch.setenv("DLWH_MEMORY_LIMIT", "1500MB")
+    con = open_warehouse(db_path)
+    limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    con.close()
+    assert limit.replace(" ", "").upper() in ("1.3GIB", "1.4GIB", "1.5GB", "1430.5MIB", "1.3GB")
+    monkeypatch.setenv("DLWH_MEMORY_LIMIT", "lots")
+    result = invoke(runner, "sql", "SELECT 1", "--db", str(db_path))
+    assert result.exit_code == 2 and "DLWH_MEMORY_LIMIT='lots' is not a size" in result.stderr

@@ -28,6 +28,15 @@ def splits(rows: pd.DataFrame, kind: str, k: int = 5) -> list[Split]:
     raise UsageError(f"--cv {kind!r} is not one of kfold, group-model, group-power-limit")
 
 
+def physics_splits(rows: pd.DataFrame, kind: str, k: int = 5) -> list[Split]:
+    """The folds for the power-limit model, which predicts a configuration from one run of it: as
+    ``splits``, except that leaving a model out (group-model) keeps that model's highest-limit run of
+    each configuration in training (its one required input) and scores only its other runs."""
+    if kind == "group-model":
+        return top_limit_splits(rows, rows["model"].fillna("-"))
+    return splits(rows, kind, k)
+
+
 def group_splits(rows: pd.DataFrame, groups: pd.Series) -> list[Split]:
     """Leave one group out."""
     out = []

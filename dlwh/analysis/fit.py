@@ -68,7 +68,9 @@ def _fit(con, target, algo, gpu, cv, n_estimators, store, progress) -> FitReport
         if progress:
             progress(f"{gpu_name}: {len(rows)} rows, {rows['config'].nunique()} configurations; cross-validating ({cv})")
         folds = CV.splits(rows, cv)
-        oof = CV.out_of_fold(rows, algos, targets, folds, n_estimators=n_estimators)
+        oof = CV.out_of_fold(rows, [a for a in algos if a != "physics"], targets, folds, n_estimators=n_estimators)
+        if "physics" in algos:
+            oof.update(CV.out_of_fold(rows, ["physics"], targets, CV.physics_splits(rows, cv)))
         sha = data_hash(rows)
         for algo_name in algos:
             fitted: dict[str, L.Learner] = {}

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import duckdb
 
-from dlwh.errors import WarehouseError
+from dlwh.errors import UsageError, WarehouseError
 from dlwh.models.store import seed_zoo_complexity
 
 DEFAULT_DB = "dlwh.duckdb"
+_MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.I)
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
@@ -35,6 +36,18 @@ def _migrations() -> list[tuple[int, str, str]]:
 
 
 SCHEMA_VERSION = max(v for v, _, _ in _migrations())
+
+
+def _apply_memory_limit(con: duckdb.DuckDBPyConnection) -> None:
+    """``DLWH_MEMORY_LIMIT`` (e.g. 1500MB, 4GiB) as DuckDB's memory limit: larger queries spill to disk
+    (next to the warehouse) instead of growing; unset: DuckDB's default, 80 % of the machine's memory."""
+    limit = os.environ.get("DLWH_MEMORY_LIMIT", "").strip()
+    if not limit:
+        return
+    if not _MEMORY.match(limit):
+        con.close()
+        raise UsageError(f"DLWH_MEMORY_LIMIT={limit!r} is not a size such as 1500MB or 4GiB")
+    con.execute(f"SET memory_limit = '{limit}'")  # checked above: digits and a unit only
 
 
 def resolve_db_path(db: str | os.PathLike[str] | None) -> Path:
@@ -105,6 +118,7 @@ def open_warehouse(
     except duckdb.Error as err:
         raise WarehouseError(f"{path} is not a DuckDB warehouse ({err}); pass another --db") from None
     con.execute("SET TimeZone = 'UTC'")
+    _apply_memory_limit(con)
     if read_only:
         version = current_version(con)
         if version > SCHEMA_VERSION:
@@ -117,6 +131,7 @@ def open_warehouse(
             con.close()
             con = duckdb.connect(str(path))
             con.execute("SET TimeZone = 'UTC'")
+            _apply_memory_limit(con)
             migrate(con)
             seed_zoo_complexity(con)
         return con
