@@ -178,3 +178,20 @@ def test_killed_mid_ingest_leaves_the_warehouse_as_it_was(tmp_path, db_path):
         assert {k: v for k, v in after.items() if k not in ("runs", "files", "run_tags")} == \
             {k: v for k, v in before.items() if k not in ("runs", "files", "run_tags")}
     con.close()
+
+
+def test_tags_given_again_reach_a_run_loaded_before(tmp_path, con):
+    """Re-running an ingest with --tag tags the runs of unchanged files (nothing else changes)."""
+    run = make_run(tmp_path / "run", run_id="r7", tags={"model": "resnet50"})
+    ingest_paths(con, [run])
+    before = {t: con.execute(f"SELECT count(*) FROM {t}").fetchall() for t in ("samples", "spans", "files")}
+    again = [r for r in ingest_paths(con, [run], IngestOptions(tags={"power_limit_w": "200", "model": "resnet18"}))
+             if r.outcome != "skipped"]
+    assert again and {r.outcome for r in again} == {"unchanged"}
+    assert all("tags applied to its run" in r.message for r in again)
+    assert dict(con.execute("SELECT key, value FROM run_tags WHERE run_id = 'r7'").fetchall()) == \
+        {"model": "resnet18", "power_limit_w": "200"}
+    assert {t: con.execute(f"SELECT count(*) FROM {t}").fetchall() for t in before} == before
+    dry = ingest_paths(con, [run], IngestOptions(tags={"note": "x"}, dry_run=True))
+    assert {r.outcome for r in dry} <= {"unchanged", "skipped"}
+    assert con.execute("SELECT count(*) FROM run_tags WHERE key = 'note'").fetchone() == (0,)

@@ -213,6 +213,8 @@ class _Loader:
                                  [sha, str(path)]).fetchone()
         if known:
             note = "" if known[0] == str(path) else f"same content as {known[0]}"
+            if self.options.tags and not self.options.dry_run and self._tag_file_run(sha):
+                note = "; ".join(x for x in (note, "tags applied to its run") if x)
             return FileResult(path, "unchanged", module.NAME, message=note)
         previous = self.con.execute("SELECT sha256 FROM files WHERE path = ?", [str(path)]).fetchone()
         ctx = self.context(path, sha)
@@ -257,6 +259,16 @@ class _Loader:
             raise
         return FileResult(path, trace_outcome(trace), trace.format, rows, ctx.run_id,
                           ("replaced an earlier version; " if previous else "") + message)
+
+    def _tag_file_run(self, sha: str) -> bool:
+        """``--tag`` on a file loaded before: set the tags on the run it loaded into (True if it has one)."""
+        row = self.con.execute("SELECT f.run_id FROM files f JOIN runs r USING (run_id) WHERE f.sha256 = ? "
+                               "LIMIT 1", [sha]).fetchall()
+        if not row:
+            return False
+        self.con.executemany("INSERT OR REPLACE INTO run_tags VALUES (?, ?, ?, ?)",
+                             [(row[0][0], key, value, sha) for key, value in self.options.tags.items()])
+        return True
 
     def _delete_file_rows(self, sha: str) -> None:
         for table in self.tables:
