@@ -592,3 +592,14 @@ def test_repeat_mode_noise_fields(con, tmp_path):
     rows = {r[5]: r for r in counters(con, "enabled_pct IS NULL")}
     assert rows["instructions"][6] == 69759925617.0 and rows["instructions"][2] == pytest.approx(50.8588)
     assert rows["power/energy-pkg/"][6] == 1473.81
+
+
+def test_another_start_re_anchors_a_file_loaded_before(con, tmp_path):
+    path = write(tmp_path, "i.csv", "     1.000000000,100,,cycles,1000,100.00,,\n")
+    loaded(con, path, "perf-stat-csv", start="2024-01-01T00:00:00Z")
+    assert load(con, path, start="2024-01-01T00:00:00Z").outcome == "unchanged"
+    again = loaded(con, path, "perf-stat-csv", start="2025-06-01T00:00:00Z")
+    assert "reloaded with --start 2025-06-01T00:00:00Z (was --start 2024-01-01T00:00:00Z)" in again.message
+    assert con.execute("SELECT ts FROM counters").fetchall() == [(datetime(2025, 6, 1, 0, 0, 1),)]
+    assert load(con, path).outcome == "unchanged"  # no options given: what is there stays
+    assert con.execute("SELECT options FROM files").fetchone()[0] == '{"start": "2025-06-01T00:00:00Z"}'

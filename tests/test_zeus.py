@@ -238,3 +238,19 @@ def test_profile_reingest_replaces_rows(con, tmp_path):
                     "4.0,__GlobalPowerLimitOptimizer_250,2.5,450\n")
     assert ingest_paths(con, [path])[0].outcome == "loaded"
     assert one(con, "SELECT count(*), sum(energy_j) FROM zeus_profile_windows") == (2, 950.0)
+
+
+def test_other_gpu_option_reloads_the_same_file_and_no_option_keeps_it(con, zeus_dir, tmp_path):
+    renamed = tmp_path / "sweep.csv"
+    shutil.copy(zeus_dir / "summary_power_a40.csv", renamed)
+    first = ingest_paths(con, [renamed], IngestOptions(format_options={"gpu": "A40"}))[0]
+    assert first.outcome == "loaded"
+    n = con.execute("SELECT count(*) FROM zeus_power_summary").fetchone()[0]
+    again = ingest_paths(con, [renamed], IngestOptions(format_options={"gpu": "A40"}))[0]
+    assert again.outcome == "unchanged"
+    other = ingest_paths(con, [renamed], IngestOptions(format_options={"gpu": "V100"}))[0]
+    assert other.outcome == "loaded" and "reloaded with --gpu V100 (was --gpu A40)" in other.message
+    assert con.execute("SELECT gpu, count(*) FROM zeus_power_summary GROUP BY gpu").fetchall() == [("V100", n)]
+    plain = ingest_paths(con, [renamed])[0]  # a folder ingested again without options: left as it is
+    assert plain.outcome == "unchanged"
+    assert con.execute("SELECT DISTINCT gpu FROM zeus_power_summary").fetchall() == [("V100",)]

@@ -9,6 +9,7 @@ A file that fails leaves the warehouse exactly as it was.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -40,6 +41,11 @@ class IngestOptions:
     tags: dict[str, str] = field(default_factory=dict)
     dry_run: bool = False
     format_options: dict[str, object] = field(default_factory=dict)  # e.g. {'fields': 'index,power.draw'}
+
+    def reading_options(self) -> dict[str, object]:
+        """The options given that change how a file reads (stored in files.options), by their CLI names."""
+        given = {"tz": self.tz, "start": self.start, "run_id": self.run_id, **self.format_options}
+        return {key: value for key, value in sorted(given.items()) if value is not None}
 
 
 @dataclass
@@ -209,14 +215,23 @@ class _Loader:
             return FileResult(path, "failed" if explicit else "skipped",
                               message="not a trace format dlwh knows (see README, 'Formats')")
         sha, data = _hash_and_keep(path, KEEP_BYTES)
-        known = self.con.execute("SELECT path FROM files WHERE sha256 = ? ORDER BY path = ? DESC LIMIT 1",
+        known = self.con.execute("SELECT path, options FROM files WHERE sha256 = ? ORDER BY path = ? DESC LIMIT 1",
                                  [sha, str(path)]).fetchone()
+        given = self.options.reading_options()
+        reload_note = ""
+        if known and given and json.loads(known[1] or "{}") != given:
+            # the same bytes, read another way (another --start, --tz, --gpu, ...): load them again
+            reload_note = f"reloaded with {_describe_options(given)} (was {_describe_options(json.loads(known[1] or '{}'))})"
+            known = None
         if known:
             note = "" if known[0] == str(path) else f"same content as {known[0]}"
             if self.options.tags and not self.options.dry_run and self._tag_file_run(sha):
                 note = "; ".join(x for x in (note, "tags applied to its run") if x)
             return FileResult(path, "unchanged", module.NAME, message=note)
         previous = self.con.execute("SELECT sha256 FROM files WHERE path = ?", [str(path)]).fetchone()
+        replaced = "replaces an earlier version; " if previous and not reload_note else ""
+        if reload_note:
+            previous = (sha,)  # what this content loaded before goes
         ctx = self.context(path, sha)
         ctx.data = data
         self.con.execute("BEGIN TRANSACTION")
@@ -234,15 +249,18 @@ class _Loader:
                 trace.warnings.append("no readings in this file")
             message = "; ".join(trace.notes + trace.warnings)
             outcome = "loaded-with-warnings" if trace.warnings else "loaded"
+            if reload_note:
+                message = "; ".join(x for x in (reload_note, message) if x)
             self.con.execute(
-                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO files (path, sha256, size_bytes, format, run_id, rows_loaded, ingested_at, "
+                "outcome, message, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [str(path), sha, size, trace.format, ctx.run_id, rows,
-                 datetime.now(timezone.utc).replace(tzinfo=None), outcome, message or None],
+                 datetime.now(timezone.utc).replace(tzinfo=None), outcome, message or None,
+                 json.dumps(given, sort_keys=True) if given else None],
             )
             if self.options.dry_run:
                 self.con.execute("ROLLBACK")
-                return FileResult(path, "would-load", trace.format, rows, ctx.run_id,
-                                  ("replaces an earlier version; " if previous else "") + message)
+                return FileResult(path, "would-load", trace.format, rows, ctx.run_id, replaced + message)
             self.con.execute("COMMIT")
         except ParseError as err:
             self.con.execute("ROLLBACK")
@@ -258,7 +276,7 @@ class _Loader:
             self.con.execute("ROLLBACK")
             raise
         return FileResult(path, trace_outcome(trace), trace.format, rows, ctx.run_id,
-                          ("replaced an earlier version; " if previous else "") + message)
+                          replaced.replace("replaces", "replaced") + message)
 
     def _tag_file_run(self, sha: str) -> bool:
         """``--tag`` on a file loaded before: set the tags on the run it loaded into (True if it has one)."""
@@ -373,6 +391,11 @@ class _Loader:
 
 _CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
 _COLUMNS = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
+
+
+def _describe_options(options: dict[str, object]) -> str:
+    """{'start': 'X', 'interval_s': 1} → '--start X --interval-s 1' ('no options' if empty)."""
+    return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in sorted(options.items())) or "no options"
 
 
 def describe_duckdb_error(err: Exception) -> tuple[str, int | None]:
