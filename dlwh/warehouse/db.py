@@ -173,17 +173,24 @@ def _copy_template(path: Path) -> None:
                 finally:
                     con.close()
                 os.replace(fresh, template)  # atomic: readers see all of it or nothing
-        shutil.copyfile(template, path)
-        con = duckdb.connect(str(path))
+        # copied beside the target and linked into place only if the name is still free, so that two
+        # processes creating one warehouse at once never write over a file the other has opened
+        copy = path.with_name(f".{path.name}.{os.getpid()}.new")
         try:
-            con.execute("UPDATE schema_version SET applied_at = ?",
-                        [datetime.now(timezone.utc).replace(tzinfo=None)])
-        finally:
-            con.close()
-    except (OSError, duckdb.Error) as err:
-        broken = [template] if isinstance(err, duckdb.Error) else []  # made again next time
-        for leftover in (path, Path(f"{path}.wal"), *broken):
+            shutil.copyfile(template, copy)
+            con = duckdb.connect(str(copy))
             try:
-                leftover.unlink()
-            except OSError:
-                pass
+                con.execute("UPDATE schema_version SET applied_at = ?",
+                            [datetime.now(timezone.utc).replace(tzinfo=None)])
+            finally:
+                con.close()
+            try:
+                os.link(copy, path)
+            except FileExistsError:
+                pass  # another process made it first: open that one
+        finally:
+            for leftover in (copy, Path(f"{copy}.wal")):
+                leftover.unlink(missing_ok=True)
+    except (OSError, duckdb.Error) as err:
+        if isinstance(err, duckdb.Error):
+            template.unlink(missing_ok=True)  # made again next time
