@@ -71,14 +71,15 @@ CASES = {
                "     0.100123456,77,,cycles,100000000,100.00,0.5,GHz\n"
                "     0.200234567,4.00,Joules,power/energy-pkg/,100000000,100.00,,\n"
                "     0.200234567,78,,cycles,100000000,100.00,0.5,GHz\n", {"tz": "Europe/Berlin"}),
-    # 8 fields per line, but a value DuckDB's typed reader rejects: the lines are split in Python instead
+    # 8 fields per line with a <not counted> value: DuckDB's reader takes it (the value is read as text)
     "not-counted": ("     0.100000000,5.00,Joules,power/energy-pkg/,100000000,100.00,,\n"
                     "     0.100000000,<not counted>,,cycles,0,0.00,,\n"
+                    "     0.100000000,<not supported>,Joules,power/energy-ram/,0,0.00,,\n"
                     "     0.200000000,4.00,Joules,power/energy-pkg/,100000000,100.00,,\n"
                     "     0.200000000,1234,,cycles,100000000,100.00,,\n", {"start": "2024-01-01T00:00:00Z"}),
 }
 # the files DuckDB's CSV reader lays out (8 fields on every line after a head of comments)
-READER_CASES = {"ties", "headed"}
+READER_CASES = {"ties", "headed", "not-counted"}
 
 FIXTURES = ["peakler-csv-interval-energy-pkg.csv", "raplvalidation-csv-I100-pmu-uncore-rapl.csv"]
 
@@ -167,6 +168,7 @@ BAD_FILES = {
     "no-event": GOOD + "     0.200000000,5,,,100000000,100.00,,\n",
     "nine-fields": GOOD + "     0.200000000,5,,cycles,100000000,100.00,,,\n",
     "no-line-end": GOOD + "     0.200000000,5,,cycles,100000000,100.00,,",
+    "text-value": GOOD + "     0.200000000,lots,,cycles,100000000,100.00,,\n",
 }
 
 

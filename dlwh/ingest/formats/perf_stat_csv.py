@@ -176,16 +176,25 @@ def _interval_layout_sql(sep: str, source: str, field, nf: str) -> str:
 
 def _typed_layout_sql(reader: str) -> str:
     """SQL: the columns of ``_interval_layout_sql`` from the typed fields of DuckDB's CSV reader over a
-    ``-x,`` file (a value is a number or empty, a run time no '-r'/'-G' field: else the reader rejected
-    the line), less ``line`` and what is the same on every line (``_typed_rows_sql`` adds them), and
+    ``-x,`` file (a run time is a number, no '-r'/'-G' field: else the reader rejected the line), less ``line`` and what is the same on every line (``_typed_rows_sql`` adds them), and
     ``data``: false for comment lines. Unlike the other layout queries, ``bad`` leaves out events that are
     numbers: ``_check`` tests the distinct events instead."""
+    not_counted = "('<not counted>', '<not supported>')"
     return f"""
-    SELECT t, c2 AS value, coalesce(trim(c3), '') AS unit, event, c5 AS run_time_ns, c6 AS enabled_pct,
-           c7 AS metric_value, coalesce(trim(c8), '') AS metric_unit, c2 IS NULL AND event = '' AS metric_only,
-           coalesce(contains(c1, '.'), false) AND t IS NOT NULL AND (c2 IS NOT NULL OR coalesce(c3, '') = '') AS fits,
+    SELECT t, value, coalesce(trim(c3), '') AS unit, event, c5 AS run_time_ns, c6 AS enabled_pct,
+           c7 AS metric_value, coalesce(trim(c8), '') AS metric_unit,
+           CASE value_s WHEN '<not counted>' THEN 'not counted' WHEN '<not supported>' THEN 'not supported'
+           END AS reason,
+           value_s = '' AND event = '' AS metric_only,
+           NOT (value_s = '' AND event = '') AND ((value IS NULL AND value_s NOT IN {not_counted}) OR event = '')
+             AS bad,
+           coalesce(contains(c1, '.'), false) AND t IS NOT NULL
+             AND (value IS NOT NULL OR value_s IN {not_counted} OR (coalesce(c2, '') = '' AND coalesce(c3, '') = ''))
+             AS fits,
            NOT coalesce(starts_with(ltrim(c1), '#'), false) AS data
-    FROM (SELECT *, TRY_CAST(c1 AS DOUBLE) AS t, coalesce(trim(c4), '') AS event FROM {reader})"""
+    FROM (SELECT *, TRY_CAST(c1 AS DOUBLE) AS t, TRY_CAST(c2 AS DOUBLE) AS value, coalesce(trim(c2), '') AS value_s,
+                 coalesce(trim(c4), '') AS event
+          FROM {reader})"""
 
 
 def _split_lines_source(sep: str, table: str) -> str:
@@ -195,9 +204,10 @@ def _split_lines_source(sep: str, table: str) -> str:
 
 
 FIELDS = 8  # time,value,unit,event,run_time,enabled_pct,metric_value,metric_unit: an -I line without labels
-# read by DuckDB's CSV reader as typed as it can: a value that is no number (<not counted>) rejects its
-# line, and the file then goes the way of split lines; the time stays text (its layout test wants a '.')
-TYPED_FIELDS = (("c1", "VARCHAR"), ("c2", "DOUBLE"), ("c3", "VARCHAR"), ("c4", "VARCHAR"),
+# read by DuckDB's CSV reader as typed as it can: a run time, share or metric that is no number rejects
+# its line, and the file then goes the way of split lines; the time stays text (its layout test wants a
+# '.'), the value too (it may be <not counted>)
+TYPED_FIELDS = (("c1", "VARCHAR"), ("c2", "VARCHAR"), ("c3", "VARCHAR"), ("c4", "VARCHAR"),
                 ("c5", "DOUBLE"), ("c6", "DOUBLE"), ("c7", "DOUBLE"), ("c8", "VARCHAR"))
 
 
@@ -242,9 +252,7 @@ def _typed_rows_sql(table: str, offset: int) -> str:
     """SQL: the data lines of a ``_read_typed`` table with their line numbers and the columns that are
     the same on every line of this layout."""
     return (f"SELECT rowid + ({int(offset)}) AS line, * EXCLUDE (data), NULL::VARCHAR AS cpu, "
-            f"NULL::VARCHAR AS reason, {FIELDS} AS nf, 1 AS k, false AS too_many, "
-            "NOT metric_only AND (value IS NULL OR event = '') AS bad "
-            f"FROM {table} WHERE data")
+            f"{FIELDS} AS nf, 1 AS k, false AS too_many FROM {table} WHERE data")
 
 
 def _lines_frame(lines: list[str]) -> dict[str, np.ndarray]:
