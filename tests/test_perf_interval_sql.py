@@ -77,9 +77,13 @@ CASES = {
                     "     0.100000000,<not supported>,Joules,power/energy-ram/,0,0.00,,\n"
                     "     0.200000000,4.00,Joules,power/energy-pkg/,100000000,100.00,,\n"
                     "     0.200000000,1234,,cycles,100000000,100.00,,\n", {"start": "2024-01-01T00:00:00Z"}),
+    # --per-thread labels (command-pid)
+    "threads": ("     1.000000000,python-4242,1234,,cycles,1000000,100.00,,\n"
+                "     1.000000000,python-4243,2345,,cycles,1000000,100.00,,\n"
+                "     2.000000000,python-4242,1300,,cycles,1000000,100.00,0.01,GHz\n", {"start": "2024-01-01T00:00:00Z"}),
 }
 # the files DuckDB's CSV reader lays out (8 fields on every line after a head of comments)
-READER_CASES = {"ties", "headed", "not-counted"}
+READER_CASES = {"ties", "headed", "not-counted", "sockets", "cpus", "threads"}
 
 FIXTURES = ["peakler-csv-interval-energy-pkg.csv", "raplvalidation-csv-I100-pmu-uncore-rapl.csv"]
 
@@ -150,9 +154,9 @@ def test_csv_reader_used_where_the_file_allows(tmp_path, monkeypatch, case):
     read_typed = perf_stat_csv._read_typed
 
     def spy(*args):
-        offset, head = read_typed(*args)
+        offset, labels, head = read_typed(*args)
         used.append(offset is not None)
-        return offset, head
+        return offset, labels, head
 
     monkeypatch.setattr(perf_stat_csv, "_read_typed", spy)
     con = open_warehouse(tmp_path / "w.duckdb")
@@ -169,6 +173,10 @@ BAD_FILES = {
     "nine-fields": GOOD + "     0.200000000,5,,cycles,100000000,100.00,,,\n",
     "no-line-end": GOOD + "     0.200000000,5,,cycles,100000000,100.00,,",
     "text-value": GOOD + "     0.200000000,lots,,cycles,100000000,100.00,,\n",
+    "unknown-label": "     0.100000000,CPU0,77,,cycles,100000000,100.00,,\n"
+                     "     0.100000000,#1,77,,cycles,100000000,100.00,,\n",
+    "socket-bad-count": "     0.100000000,S0,1,77,,cycles,100000000,100.00,,\n"
+                        "     0.100000000,S1,x,77,,cycles,100000000,100.00,,\n",
 }
 
 

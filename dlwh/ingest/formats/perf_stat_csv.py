@@ -174,26 +174,48 @@ def _interval_layout_sql(sep: str, source: str, field, nf: str) -> str:
     """
 
 
-def _typed_layout_sql(reader: str) -> str:
-    """SQL: the columns of ``_interval_layout_sql`` from the typed fields of DuckDB's CSV reader over a
-    ``-x,`` file (a run time is a number, no '-r'/'-G' field: else the reader rejected the line), less ``line`` and what is the same on every line (``_typed_rows_sql`` adds them), and
-    ``data``: false for comment lines. Unlike the other layout queries, ``bad`` leaves out events that are
-    numbers: ``_check`` tests the distinct events instead."""
+def _typed_layout_sql(reader: str, labels: int) -> str:
+    """SQL: the columns of ``_interval_layout_sql`` from DuckDB's CSV reader over a ``-x,`` file of
+    ``-I`` lines with ``labels`` fields between time and value (0; 1: a CPU/thread label; 2: a label
+    and a CPU count), less ``line`` and what is the same on every line (``_typed_rows_sql`` adds them),
+    and ``data``: false for comment lines.
+
+    ``fits`` repeats ``_layout_sql``'s layout tests, so it is true exactly where that query would find
+    this layout (run times are numbers, no '-r'/'-G' field: else the reader rejected the line). Unlike
+    the other layout queries, ``bad`` leaves out events that are numbers: ``_check`` tests the distinct
+    events instead.
+    """
     not_counted = "('<not counted>', '<not supported>')"
+    c = [f"c{i}" for i in range(1, _typed_fields(labels) + 1)]
+    value, unit, event, run_time, share, metric, metric_unit = c[labels + 1:]
+
+    def val(col: str) -> str:  # a number or <not counted>, as _layout_sql's val()
+        return f"(TRY_CAST({col} AS DOUBLE) IS NOT NULL OR coalesce(trim({col}) IN {not_counted}, false))"
+
+    def integer(col: str) -> str:
+        return f"(NOT coalesce(contains({col}, '.'), false) AND TRY_CAST({col} AS BIGINT) IS NOT NULL)"
+
+    if labels == 0:
+        layout = (f"(value IS NOT NULL OR value_s IN {not_counted} "
+                  f"OR (coalesce(c2, '') = '' AND coalesce(c3, '') = ''))")
+        cpu = "NULL::VARCHAR"
+    else:
+        counted = f"{integer('c3')} AND {val('c4')}"
+        layout = (f"(NOT {val('c2')} AND coalesce(c2, '') <> '' AND coalesce(regexp_full_match(c2, {_lit(_LABEL)}), false)"
+                  f" AND {'' if labels == 2 else 'NOT '}({counted}))")
+        cpu = "trim(c2)"
     return f"""
-    SELECT t, value, coalesce(trim(c3), '') AS unit, event, c5 AS run_time_ns, c6 AS enabled_pct,
-           c7 AS metric_value, coalesce(trim(c8), '') AS metric_unit,
+    SELECT t, {cpu} AS cpu, value, coalesce(trim({unit}), '') AS unit, event, {run_time} AS run_time_ns,
+           {share} AS enabled_pct, {metric} AS metric_value, coalesce(trim({metric_unit}), '') AS metric_unit,
            CASE value_s WHEN '<not counted>' THEN 'not counted' WHEN '<not supported>' THEN 'not supported'
            END AS reason,
            value_s = '' AND event = '' AS metric_only,
            NOT (value_s = '' AND event = '') AND ((value IS NULL AND value_s NOT IN {not_counted}) OR event = '')
              AS bad,
-           coalesce(contains(c1, '.'), false) AND t IS NOT NULL
-             AND (value IS NOT NULL OR value_s IN {not_counted} OR (coalesce(c2, '') = '' AND coalesce(c3, '') = ''))
-             AS fits,
+           coalesce(contains(c1, '.'), false) AND t IS NOT NULL AND {layout} AS fits,
            NOT coalesce(starts_with(ltrim(c1), '#'), false) AS data
-    FROM (SELECT *, TRY_CAST(c1 AS DOUBLE) AS t, TRY_CAST(c2 AS DOUBLE) AS value, coalesce(trim(c2), '') AS value_s,
-                 coalesce(trim(c4), '') AS event
+    FROM (SELECT *, TRY_CAST(c1 AS DOUBLE) AS t, TRY_CAST({value} AS DOUBLE) AS value,
+                 coalesce(trim({value}), '') AS value_s, coalesce(trim({event}), '') AS event
           FROM {reader})"""
 
 
@@ -203,24 +225,34 @@ def _split_lines_source(sep: str, table: str) -> str:
             f"FROM (SELECT line, text, ltrim(text) AS lt FROM {table}) WHERE lt <> '' AND NOT starts_with(lt, '#')")
 
 
-FIELDS = 8  # time,value,unit,event,run_time,enabled_pct,metric_value,metric_unit: an -I line without labels
-# read by DuckDB's CSV reader as typed as it can: a run time, share or metric that is no number rejects
-# its line, and the file then goes the way of split lines; the time stays text (its layout test wants a
-# '.'), the value too (it may be <not counted>)
-TYPED_FIELDS = (("c1", "VARCHAR"), ("c2", "VARCHAR"), ("c3", "VARCHAR"), ("c4", "VARCHAR"),
-                ("c5", "DOUBLE"), ("c6", "DOUBLE"), ("c7", "DOUBLE"), ("c8", "VARCHAR"))
+# time, value, unit, event, run time, enabled share, metric value, metric unit: an -I line without labels
+FIELDS = 8
+
+
+def _typed_fields(labels: int) -> int:
+    return FIELDS + labels
+
+
+def _typed_columns(labels: int) -> dict[str, str]:
+    """Column types for DuckDB's CSV reader: the run time, share and metric value as numbers (a line where
+    they are not is rejected, and the file goes the way of split lines); the rest as text (the time's
+    layout test wants its '.', the value may be <not counted>, labels are text)."""
+    n = _typed_fields(labels)
+    numeric = {n - 3, n - 2, n - 1}
+    return {f"c{i}": "DOUBLE" if i in numeric else "VARCHAR" for i in range(1, n + 1)}
 
 
 def _read_typed(con: duckdb.DuckDBPyConnection, ctx: IngestContext, data: bytes, n_file_lines: int,
-                table: str) -> tuple[int | None, str]:
+                table: str) -> tuple[int | None, int, str]:
     """Lay out a ``-x,`` file with DuckDB's CSV reader into ``table`` (``_typed_layout_sql``) where it is a
-    head of comment and blank lines followed by lines of exactly 8 fields each (every long ``-I``
-    recording without labels). Returns what to add to a row id to get its line number (None, and no
-    table, where the file is not like that) and the head's text.
+    head of comment and blank lines followed by lines with one field count: 8 (``-I`` without labels),
+    9 (a label: ``-A``, ``--per-thread``) or 10 (a label and a CPU count: ``--per-socket`` and the like).
+    Returns what to add to a row id to get its line number (None, and no table, where the file is not
+    like that), the number of label fields, and the head's text.
 
-    The reader must return every line after the head, and the file must hold exactly 7 separators per
-    such line (no line skipped, split or padded). Faster than splitting lines in Python and SQL: the
-    text never becomes Python strings, and numbers are parsed as they are read.
+    The reader must return every line after the head, and the file must hold exactly that many
+    separators per such line (no line skipped, split or padded). Faster than splitting lines in Python
+    and SQL: the text never becomes Python strings, and numbers are parsed as they are read.
     """
     head, pos = 0, 0
     while pos < len(data):
@@ -232,27 +264,29 @@ def _read_typed(con: duckdb.DuckDBPyConnection, ctx: IngestContext, data: bytes,
         head, pos = head + 1, end + 1
     head_text = data[:pos].decode("utf-8", errors="replace")
     n_lines = n_file_lines - head  # every head line ends with a line end
-    if n_lines == 0 or data.count(b",", pos) != (FIELDS - 1) * n_lines:
-        return None, head_text
+    first_end = data.find(b"\n", pos)
+    labels = data.count(b",", pos, len(data) if first_end < 0 else first_end) - (FIELDS - 1)
+    if n_lines == 0 or labels not in (0, 1, 2) or data.count(b",", pos) != (_typed_fields(labels) - 1) * n_lines:
+        return None, 0, head_text
     reader = ("read_csv(?, columns = ?, header = false, delim = ',', quote = '', escape = '', skip = ?, "
               "auto_detect = false, ignore_errors = true, null_padding = false, strict_mode = true, "
               "new_line = '\\n')")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS " + _typed_layout_sql(reader),
-                [str(ctx.path), dict(TYPED_FIELDS), head])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS " + _typed_layout_sql(reader, labels),
+                [str(ctx.path), _typed_columns(labels), head])
     # row ids follow the reader's output order (insertion order is preserved); inside a transaction
     # they start at an offset, so a line's number is its row id less the first one, plus the head
     count, first, last = con.execute(f"SELECT count(*), min(rowid), max(rowid) FROM {table}").fetchall()[0]
     if count != n_lines or last - first + 1 != count:
         con.execute(f"DROP TABLE {table}")
-        return None, head_text
-    return head + 1 - first, head_text
+        return None, 0, head_text
+    return head + 1 - first, labels, head_text
 
 
-def _typed_rows_sql(table: str, offset: int) -> str:
+def _typed_rows_sql(table: str, offset: int, labels: int) -> str:
     """SQL: the data lines of a ``_read_typed`` table with their line numbers and the columns that are
     the same on every line of this layout."""
-    return (f"SELECT rowid + ({int(offset)}) AS line, * EXCLUDE (data), NULL::VARCHAR AS cpu, "
-            f"{FIELDS} AS nf, 1 AS k, false AS too_many FROM {table} WHERE data")
+    return (f"SELECT rowid + ({int(offset)}) AS line, * EXCLUDE (data), {_typed_fields(int(labels))} AS nf, "
+            f"{1 + int(labels)} AS k, false AS too_many FROM {table} WHERE data")
 
 
 def _lines_frame(lines: list[str]) -> dict[str, np.ndarray]:
@@ -299,8 +333,8 @@ def _separator(head: str) -> str | None:
 def parse(ctx: IngestContext) -> Trace:
     """Lay out the lines in DuckDB; build the trace there (``-I`` only) or in ``_perf_common``.
 
-    The layout: DuckDB's CSV reader where every line after the head has the 8 fields of the ``-I``
-    layout without labels; else the lines split in Python, the same layout tested per line in SQL; else
+    The layout: DuckDB's CSV reader where every line after the head has the fields of one ``-I``
+    layout (8 without labels, 9 with a CPU/thread label, 10 with a label and a CPU count); else the lines split in Python, the same layout tested per line in SQL; else
     the general layout query (every layout, told apart per line).
     """
     data = ctx.read_bytes()
@@ -334,11 +368,11 @@ def parse(ctx: IngestContext) -> Trace:
     try:
         offset = None
         if sep == "," and not crlf and USE_CSV_READER:
-            offset, head_text = _read_typed(con, ctx, data, n_lines, fields)
+            offset, labels, head_text = _read_typed(con, ctx, data, n_lines, fields)
         check = None
         if offset is not None:
             starts = common.started_on_lines(head_text)  # no comment line follows the head
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS " + _typed_rows_sql(fields, offset))
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS " + _typed_rows_sql(fields, offset, labels))
             check = _check(con, table, sep, line_text, fits=True)
             if check is None:
                 con.execute(f"DROP VIEW {table}")
