@@ -130,18 +130,25 @@ def test_interval_files_same_both_ways(tmp_path, monkeypatch, case):
     _assert_same(by_pandas, by_sql)
 
 
-def test_unanchored_run_refused_at_the_same_line_both_ways(tmp_path, monkeypatch):
-    text, _ = CASES["runs"]
-    path = tmp_path / "runs.csv"
-    path.write_text(text, encoding="utf-8")
+def _refusals(tmp_path: Path, monkeypatch, path: Path, options: IngestOptions) -> list[tuple]:
+    """(outcome, line, message) of ingesting ``path`` by each path of CONFIGS; each must load nothing."""
     seen = []
     for force_pandas, csv_reader in CONFIGS:
         monkeypatch.setattr(perf_stat_csv, "FORCE_PANDAS", force_pandas)
         monkeypatch.setattr(perf_stat_csv, "USE_CSV_READER", csv_reader)
         con = open_warehouse(tmp_path / f"w-{force_pandas}-{csv_reader}.duckdb")
-        (result,) = ingest_paths(con, [path], IngestOptions(tz="UTC"))
+        (result,) = ingest_paths(con, [path], options)
         assert con.execute("SELECT count(*) FROM counters").fetchone() == (0,)
         seen.append((result.outcome, result.line, result.message))
+        con.close()
+    return seen
+
+
+def test_unanchored_run_refused_at_the_same_line_both_ways(tmp_path, monkeypatch):
+    text, _ = CASES["runs"]
+    path = tmp_path / "runs.csv"
+    path.write_text(text, encoding="utf-8")
+    seen = _refusals(tmp_path, monkeypatch, path, IngestOptions(tz="UTC"))
     assert seen[0] == seen[1] == seen[2] and seen[0][:2] == ("failed", 11)
 
 
@@ -184,14 +191,7 @@ BAD_FILES = {
 def test_bad_lines_refused_alike_by_every_path(tmp_path, monkeypatch, case):
     path = tmp_path / f"{case}.csv"
     path.write_text(BAD_FILES[case], encoding="utf-8")
-    seen = []
-    for force_pandas, csv_reader in CONFIGS:
-        monkeypatch.setattr(perf_stat_csv, "FORCE_PANDAS", force_pandas)
-        monkeypatch.setattr(perf_stat_csv, "USE_CSV_READER", csv_reader)
-        con = open_warehouse(tmp_path / f"w-{force_pandas}-{csv_reader}.duckdb")
-        (result,) = ingest_paths(con, [path], IngestOptions(start="2024-01-01T00:00:00Z"))
-        assert con.execute("SELECT count(*) FROM counters").fetchone() == (0,)
-        seen.append((result.outcome, result.line, result.message))
+    seen = _refusals(tmp_path, monkeypatch, path, IngestOptions(start="2024-01-01T00:00:00Z"))
     assert seen[0][0] == "failed" and seen[0][1] is not None
     assert seen[0] == seen[1] == seen[2]
 

@@ -24,7 +24,7 @@ from dlwh.errors import DlwhError, ParseError
 from dlwh.ingest import formats
 from dlwh.ingest.formats.dlwh_manifest import load_manifest
 from dlwh.ingest.timeutil import local_zone, parse_utc, to_naive_utc, zone_from_name, zone_name
-from dlwh.ingest.trace import IngestContext, RunInfo, Table, Trace
+from dlwh.ingest.trace import IngestContext, RunInfo, Table, Trace, drop_scratch
 
 HEAD_BYTES = 64 * 1024
 MANIFEST_NAME = "run.json"
@@ -242,9 +242,7 @@ class _Loader:
             try:
                 rows = self._insert(trace, ctx, sha)
             finally:
-                for entry in trace.scratch:
-                    kind, name = entry.split(" ", 1)
-                    self.con.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} IF EXISTS "{name}"')
+                drop_scratch(self.con, trace.scratch)
             if rows == 0 and trace.run is None:
                 trace.warnings.append("no readings in this file")
             message = "; ".join(trace.notes + trace.warnings)

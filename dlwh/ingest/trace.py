@@ -81,3 +81,10 @@ class Trace:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     scratch: list[str] = field(default_factory=list)  # 'TABLE t' / 'VIEW v' behind the relations, dropped after insert
+
+
+def drop_scratch(con: duckdb.DuckDBPyConnection, entries: list[str]) -> None:
+    """Drop temporary objects named as in ``Trace.scratch`` ('TABLE name' / 'VIEW name'), in that order."""
+    for entry in entries:
+        kind, name = entry.split(" ", 1)
+        con.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} IF EXISTS "{name}"')

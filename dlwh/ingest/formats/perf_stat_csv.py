@@ -30,7 +30,7 @@ from dlwh._lazy import pandas as pd
 from dlwh.errors import ParseError
 from dlwh.ingest.formats import _perf_common as common
 from dlwh.ingest.formats import _perf_interval_sql as interval_sql
-from dlwh.ingest.trace import IngestContext, Trace
+from dlwh.ingest.trace import IngestContext, Trace, drop_scratch
 
 NAME = "perf-stat-csv"
 SEPARATORS = (",", ";", "\t")
@@ -405,9 +405,7 @@ def parse(ctx: IngestContext) -> Trace:
             con.unregister(view)
         except duckdb.Error:
             pass
-        for entry in scratch:
-            kind, name = entry.split(" ", 1)
-            con.execute(f"DROP {kind} IF EXISTS {name}")
+        drop_scratch(con, scratch)
     starts_frame = pd.DataFrame(starts, columns=["line", "local"])
     rows["seg"] = common.segments(rows["line"].to_numpy(), starts_frame["line"].to_numpy())
     return common.build_trace(ctx, NAME, rows[list(common.ROW_COLUMNS)], starts=starts_frame, split_repeats=True,
