@@ -84,7 +84,14 @@ class Trace:
 
 
 def drop_scratch(con: duckdb.DuckDBPyConnection, entries: list[str]) -> None:
-    """Drop temporary objects named as in ``Trace.scratch`` ('TABLE name' / 'VIEW name'), in that order."""
+    """Drop temporary objects named as in ``Trace.scratch`` ('TABLE name' / 'VIEW name'), in that order.
+
+    Never raises: inside a transaction that an error has aborted, DuckDB refuses every statement, and
+    the error to report is the first one (objects created in that transaction go with its rollback).
+    """
     for entry in entries:
         kind, name = entry.split(" ", 1)
-        con.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} IF EXISTS "{name}"')
+        try:
+            con.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} IF EXISTS "{name}"')
+        except duckdb.Error:
+            pass
