@@ -243,49 +243,52 @@ def mutate(seed: Seed, rng: random.Random) -> tuple[bytes, list[str]]:
 
 
 # ------------------------------------------------------------------------------------------ checks
+_QUERIES: dict[int, tuple[str, str, list[str]]] = {}
+
+
+def _queries(con) -> tuple[str, str, list[str]]:
+    """(snapshot SQL, poison SQL, tables with file_sha256), built once per connection."""
+    key = id(con)
+    if key not in _QUERIES:
+        tables = [r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "AND table_type = 'BASE TABLE' ORDER BY 1").fetchall()]
+        snap = " UNION ALL ".join(
+            f"SELECT '{t}' AS name, count(*) AS n, coalesce(sum(hash(t)::HUGEINT), 0) AS h FROM \"{t}\" t" for t in tables)
+        cols = con.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'main' "
+            "ORDER BY table_name, ordinal_position").fetchall()
+        by_table: dict[str, list[tuple[str, str]]] = {}
+        for table, column, dtype in cols:
+            by_table.setdefault(table, []).append((column, dtype))
+        owned = [t for t in tables if any(c == "file_sha256" for c, _ in by_table.get(t, []))]
+        parts = []
+        for t in owned:
+            conds = [f'NOT isfinite("{c}")' for c, d in by_table[t] if d == "DOUBLE"]
+            conds += [f'"{c}" < 0 OR "{c}" > 1e6' for c, d in by_table[t] if d == "DOUBLE" and c.endswith("power_w")]
+            if t == "samples":
+                conds.append("(unit = 'W' AND (value < 0 OR value > 1e6))")
+            if conds:
+                parts.append(f"SELECT '{t}' AS name, count(*) AS n FROM \"{t}\" WHERE file_sha256 = $sha "
+                             f"AND ({' OR '.join(conds)})")
+        _QUERIES[key] = (snap, " UNION ALL ".join(parts), owned)
+    return _QUERIES[key]
+
+
 def snapshot(con) -> dict[str, tuple[int, int]]:
     """{table: (rows, order-independent hash of its rows)} for every base table."""
-    tables = [r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-        "AND table_type = 'BASE TABLE' ORDER BY 1").fetchall()]
-    out = {}
-    for table in tables:
-        n, h = con.execute(f'SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) FROM "{table}" t').fetchone()
-        out[table] = (int(n), int(h))
-    return out
+    return {name: (int(n), int(h)) for name, n, h in con.execute(_queries(con)[0]).fetchall()}
 
 
 def poison(con, sha: str) -> list[str]:
     """NaN / inf in any DOUBLE column, negative or > 1 MW power, among the rows of file ``sha``."""
-    found = []
-    cols = con.execute(
-        "SELECT c.table_name, c.column_name FROM information_schema.columns c "
-        "JOIN information_schema.columns k ON k.table_name = c.table_name AND k.column_name = 'file_sha256' "
-        "JOIN information_schema.tables t ON t.table_name = c.table_name AND t.table_type = 'BASE TABLE' "
-        "WHERE c.data_type = 'DOUBLE' AND c.table_schema = 'main' ORDER BY 1, 2").fetchall()
-    by_table: dict[str, list[str]] = {}
-    for table, column in cols:
-        by_table.setdefault(table, []).append(column)
-    for table, columns in by_table.items():
-        parts = [f'count(*) FILTER (WHERE NOT isfinite("{c}"))' for c in columns]
-        parts += [f'count(*) FILTER (WHERE "{c}" < 0 OR "{c}" > 1e6)' for c in columns if c.endswith("power_w")]
-        counts = con.execute(f'SELECT {", ".join(parts)} FROM "{table}" WHERE file_sha256 = ?', [sha]).fetchone()
-        if any(counts):
-            found.append(f"{table}: {sum(counts)} bad value(s)")
-    n = con.execute("SELECT count(*) FROM samples WHERE file_sha256 = ? AND unit = 'W' AND (value < 0 OR value > 1e6)",
-                    [sha]).fetchone()[0]
-    if n:
-        found.append(f"samples: {n} negative or > 1 MW power value(s)")
-    return found
+    return [f"{name}: {n} NaN, inf or impossible power value(s)"
+            for name, n in con.execute(_queries(con)[1], {"sha": sha}).fetchall() if n]
 
 
 def forget(con, sha: str) -> None:
     """Remove what file ``sha`` loaded (every table with a file_sha256 column, and its files row)."""
-    tables = [r[0] for r in con.execute(
-        "SELECT DISTINCT c.table_name FROM information_schema.columns c JOIN information_schema.tables t "
-        "USING (table_schema, table_name) WHERE c.column_name = 'file_sha256' AND t.table_type = 'BASE TABLE' "
-        "AND c.table_schema = 'main'").fetchall()]
-    for table in tables:
+    for table in _queries(con)[2]:
         con.execute(f'DELETE FROM "{table}" WHERE file_sha256 = ?', [sha])
     con.execute("DELETE FROM files WHERE sha256 = ?", [sha])
 

@@ -203,7 +203,7 @@ class _Loader:
         return IngestContext(
             path=path, con=self.con, run_id=run_id, tz=tz, tz_name=tz_name, tz_source=tz_source,
             start_utc=start, start_source=start_source, manifest=manifest,
-            options=dict(self.options.format_options),
+            options=dict(self.options.format_options), limits=self.options.limits,
         )
 
     # -- one file --------------------------------------------------------------------------

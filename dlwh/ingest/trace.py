@@ -57,6 +57,7 @@ class IngestContext:
     manifest: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     data: bytes | None = field(default=None, repr=False)  # the file's bytes if the loader read them already
+    limits: Any = None  # dlwh.ingest.validate.Limits: what values are plausible (None: the defaults)
 
     def read_bytes(self) -> bytes:
         """The whole file's bytes (read once: the loader keeps what it hashed, if not too large)."""

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import duckdb
+import numpy as np
+from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError, UsageError
 
@@ -83,6 +85,23 @@ class Limits:
     def describe_window(self) -> str:
         lo, hi = self.window()
         return f"{lo:%Y-%m-%d %H:%M} .. {hi:%Y-%m-%d %H:%M} UTC"
+
+
+def limits_of(ctx) -> Limits:
+    """The Limits of an IngestContext (the defaults where it has none)."""
+    return getattr(ctx, "limits", None) or Limits.from_env()
+
+
+def local_window(limits: Limits) -> tuple[datetime, datetime]:
+    """The window for LOCAL times of any zone: the UTC window widened by a day on each side."""
+    lo, hi = limits.window()
+    return lo - timedelta(days=1), hi + timedelta(days=1)
+
+
+def outside_message(what: str, limits: Limits) -> str:
+    """'<what> is outside <window>; ...' for a time refused by the window."""
+    return (f"{what} is outside {limits.describe_window()}; a clock not yet set, or a damaged line? "
+            "(DLWH_INGEST_TS_MIN / DLWH_INGEST_TS_MAX widen the window)")
 
 
 # ---------------------------------------------------------------------------------------- SQL pieces
@@ -234,6 +253,35 @@ def check_energy_counters(con: duckdb.DuckDBPyConnection, view: str, line: str =
         raise ParseError(f"energy counter of {key} goes down at {ts} UTC (from {before:g} J to {value:g} J): "
                          "a counter never runs backwards within one recording; the file is damaged or "
                          "joins two recordings (split it there)", line=int(at) if at is not None else None)
+
+
+def check_times(values, lines, limits: Limits, what: str) -> None:
+    """ParseError at the first of ``values`` (naive UTC datetimes, a Series or array; NaT passes) outside
+    the window; ``lines``: the line number of each value (or None). For parsers that compute with times
+    in pandas (whose nanoseconds end in 2262) before the loader's check would see them."""
+    lo, hi = limits.window()
+    series = pd.Series(values)
+    bad = (series.notna() & ((series < lo) | (series > hi))).to_numpy()
+    if bad.any():
+        i = int(bad.argmax())
+        line = int(lines[i]) if lines is not None else None
+        raise ParseError(outside_message(f"{what} {series.iloc[i]} UTC", limits), line=line)
+
+
+def check_numbers(values, lines, what: str, lo: float | None = None, hi: float | None = None) -> None:
+    """ParseError at the first of ``values`` (floats; NaN passes) that is infinite or outside [lo, hi]."""
+    series = pd.Series(values, dtype="float64")
+    bad = series.notna() & ~np.isfinite(series)
+    if lo is not None:
+        bad |= series < lo
+    if hi is not None:
+        bad |= series > hi
+    bad = bad.to_numpy()
+    if bad.any():
+        i = int(bad.argmax())
+        rng = "" if lo is None and hi is None else f" (must be within {lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'})"
+        raise ParseError(f"{what} {series.iloc[i]:g} is not plausible{rng}",
+                         line=int(lines[i]) if lines is not None else None)
 
 
 def finite_or_none(value: float | None) -> bool:

@@ -186,6 +186,9 @@ def reasons_and_values(raw: pd.Series, numbers: pd.Series) -> tuple[pd.Series, p
     return reason, numbers.where(reason.isna())
 
 
+MAX_OFFSET_S = 1e9  # ~31 years: the most seconds since perf started that a real file prints
+
+
 def _ns_delta(seconds: pd.Series) -> pd.Series:
     """Seconds (float) → timedelta, rounded to the nanosecond."""
     return pd.to_timedelta(np.round(seconds.to_numpy(dtype="float64") * 1e9), unit="ns")
@@ -288,7 +291,14 @@ def build_trace(ctx: IngestContext, name: str, rows: pd.DataFrame, *, starts: pd
         first = int(rows.loc[unanchored_i.idxmax(), "line"])
         raise ParseError("perf stat -I times count from when perf started and nothing says when that was; "
                          + ANCHOR_HINT, line=first)
-    ts = pd.to_datetime(anchor) + _ns_delta(offset)
+    far = offset.notna() & ~(offset.abs() <= MAX_OFFSET_S)  # inf, 1e300: not a time perf printed
+    if far.any():
+        raise ParseError(f"time {offset[far].iloc[0]:g} s since perf started is not a plausible time",
+                         line=int(rows.loc[far.idxmax(), "line"]))
+    try:
+        ts = pd.to_datetime(anchor) + _ns_delta(offset)
+    except (OverflowError, ValueError) as err:  # pandas' OutOfBounds* are ValueErrors: a far-off anchor
+        raise ParseError(f"times out of range: {str(err).splitlines()[0][:120]}; check the start time") from None
     ts = pd.Series(ts, index=rows.index).dt.round("us")  # the warehouse keeps microseconds
     if (totals & anchor.isna()).any():
         notes.append("no start time: totals (no -I) have no ts; " + ANCHOR_HINT)
