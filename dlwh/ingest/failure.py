@@ -95,6 +95,9 @@ def describe(err: BaseException) -> Failure:
     if isinstance(err, OSError):
         reason = err.strerror or _one_line(str(err)) or type(err).__name__
         return Failure(f"cannot read ({reason})")
+    if isinstance(err, ValueError) and "Exceeds the limit" in str(err) and "digits" in str(err):
+        # Python refuses to convert integers of over 4,300 digits (a guard against slow conversions)
+        return Failure("a number has more than 4,300 digits; the file is damaged")
     if isinstance(err, MemoryError):
         return Failure("not enough memory to read this file", internal=False)
     if debug_enabled():

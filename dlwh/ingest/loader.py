@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -191,11 +192,15 @@ class _Loader:
         if self.options.start:
             try:
                 start = to_naive_utc(datetime.fromisoformat(self.options.start.replace("Z", "+00:00")), tz)
-            except ValueError:
+            except (ValueError, OverflowError):
                 raise DlwhError(f"--start {self.options.start!r} is not an ISO 8601 time such as 2024-10-30T18:42:33") from None
             start_source = "--start"
         elif manifest and manifest.get("start_utc"):
-            start, start_source = parse_utc(manifest["start_utc"]), "run.json"
+            try:
+                start, start_source = parse_utc(str(manifest["start_utc"])), "run.json"
+            except (ValueError, OverflowError):
+                raise ParseError(f"the run.json beside it has start_utc {str(manifest['start_utc'])[:40]!r}, "
+                                 "not an ISO 8601 time") from None
         if manifest:
             run_id = str(manifest["run_id"])
         else:
@@ -352,7 +357,7 @@ class _Loader:
                 validate.check_energy_counters(self.con, "_dlwh_stage", line)
             value, ceilings = validate.sample_value(limits, kinds, line)
             ts = validate.check_time("ts", "time", limits, line, where="sensor_key")
-            duration = validate.check_number("duration_s", "duration_s", 0.0, None, line, where="sensor_key", unit="s")
+            duration = validate.check_number("duration_s", "duration_s", 0.0, validate.MAX_DURATION_S, line, where="sensor_key", unit="s")
             rows += self._insert_select(
                 f"INSERT INTO samples SELECT $prefix || sensor_key, {ts}, metric, unit, {value}, {duration}, $sha "
                 "FROM _dlwh_stage WHERE ts IS NOT NULL", samples, {**ceilings, "prefix": base["prefix"], "sha": sha})
@@ -445,7 +450,19 @@ def _describe_options(options: dict[str, object]) -> str:
 def failure(path: Path, err: BaseException, fmt: str | None = None) -> FileResult:
     """The FileResult of a file whose reading, parsing or loading raised ``err`` (see dlwh.ingest.failure)."""
     why = describe(err)
+    if why.line is None and why.message.startswith("a number has more than 4,300 digits"):
+        why.line = _line_of_long_number(path)
     return FileResult(path, "failed", fmt, message=why.message, line=why.line, internal=why.internal)
+
+
+def _line_of_long_number(path: Path) -> int | None:
+    """The line of the first run of over 4,300 digits in the file (linear scan), or None."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    found = re.search(rb"[0-9]{4301}", data)
+    return data.count(b"\n", 0, found.start()) + 1 if found else None
 
 
 def trace_outcome(trace: Trace) -> str:

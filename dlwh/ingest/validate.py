@@ -45,6 +45,7 @@ POWER_CEILING_W: dict[str, float] = {
     "psys": 10_000.0, "soc": 2_000.0, "cpu_gpu": 2_000.0, "ane": 2_000.0, "node": 200_000.0,
 }
 DEFAULT_POWER_CEILING_W = 1_000_000.0  # 1 MW: sensors of a kind not listed, and *power_w columns
+MAX_DURATION_S = 1e9  # ~31.7 years: the longest duration any column may hold
 INT_RANGES = {"TINYINT": 2**7, "SMALLINT": 2**15, "INTEGER": 2**31, "BIGINT": 2**63,
               "UTINYINT": 2**8, "USMALLINT": 2**16, "UINTEGER": 2**32, "UBIGINT": 2**64, "HUGEINT": 2**127}
 
@@ -210,7 +211,9 @@ def column_check(name: str, target_type: str, source_type: str | None, table: st
         low = name.lower()
         if low.endswith("power_w"):
             lo, hi = 0.0, DEFAULT_POWER_CEILING_W
-        elif low.endswith(("energy_j", "_kwh", "duration_s", "elapsed_s", "time_per_epoch_s", "_bytes")):
+        elif low.endswith(("duration_s", "elapsed_s", "time_per_epoch_s")):
+            lo, hi = 0.0, MAX_DURATION_S
+        elif low.endswith(("energy_j", "_kwh", "_bytes")):
             lo = 0.0
         elif low.endswith("_pct"):
             lo, hi = 0.0, 100.0

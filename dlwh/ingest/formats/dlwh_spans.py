@@ -8,6 +8,7 @@ from pathlib import Path
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+from dlwh.ingest import validate
 from dlwh.ingest.timeutil import parse_utc
 from dlwh.ingest.trace import IngestContext, Trace
 
@@ -59,15 +60,21 @@ def parse(ctx: IngestContext) -> Trace:
         except (ValueError, TypeError) as err:
             raise ParseError(f"bad {edge}_utc time ({err})") from None
         mono = f"{edge}_mono_ns"
-        out[mono] = pd.to_numeric(frame[mono], errors="coerce").astype("Int64") if mono in frame else pd.Series(pd.NA, index=frame.index, dtype="Int64")
+        out[mono] = _whole_ns(frame[mono], mono) if mono in frame else pd.Series(pd.NA, index=frame.index, dtype="Int64")
     anchor = (ctx.manifest or {}).get("monotonic_anchor") or {}
     if anchor.get("utc") and anchor.get("monotonic_ns") is not None:
-        base = pd.Timestamp(parse_utc(anchor["utc"]))
-        ns0 = int(anchor["monotonic_ns"])
-        for edge in ("start", "end"):
-            mono = out[f"{edge}_mono_ns"]
-            has = mono.notna()
-            out.loc[has, f"{edge}_ts"] = base + pd.to_timedelta(mono[has].astype("int64") - ns0, unit="ns")
+        try:
+            base = pd.Timestamp(parse_utc(str(anchor["utc"])))
+            ns0 = int(anchor["monotonic_ns"])
+            for edge in ("start", "end"):
+                mono = out[f"{edge}_mono_ns"]
+                has = mono.notna()
+                out.loc[has, f"{edge}_ts"] = base + pd.to_timedelta(mono[has].astype("int64") - ns0, unit="ns")
+        except (ValueError, TypeError, OverflowError) as err:  # pandas' OutOfBounds* are ValueErrors
+            raise ParseError(f"monotonic times do not fit the run's anchor ({str(err).splitlines()[0][:120]})") from None
+    limits = validate.limits_of(ctx)
+    for edge in ("start", "end"):
+        validate.check_times(out[f"{edge}_ts"], frame.index + 1, limits, f"{edge} time")
     if "attrs" in frame:
         out["attrs"] = frame["attrs"].map(lambda a: None if a is None or (isinstance(a, float) and pd.isna(a)) else json.dumps(a))
     else:
@@ -81,11 +88,24 @@ def parse(ctx: IngestContext) -> Trace:
     return Trace(format=NAME, spans=out)
 
 
+def _whole_ns(values: pd.Series, column: str) -> pd.Series:
+    """A column of nanosecond counts as Int64; ParseError (with the line) for what is not a whole number
+    that fits 64 bits (Infinity, 1e300, 2**64, text)."""
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    bad = values.notna() & ~(numbers.abs() < 2.0**63)
+    if bad.any():
+        i = int(bad.to_numpy().argmax())
+        raise ParseError(f"{column} {str(values.iloc[i])[:40]!r} is not a whole number of nanoseconds",
+                         line=int(values.index[i]) + 1)
+    exact = pd.to_numeric(values, errors="coerce")
+    return (exact.round() if exact.dtype.kind == "f" else exact).astype("Int64")
+
+
 def _first_bad_line(lines: list[str]) -> int | None:
     for number, line in enumerate(lines, 1):
         if line.strip():
             try:
                 json.loads(line)
-            except json.JSONDecodeError:
+            except ValueError:  # JSONDecodeError, and ints over Python's 4,300-digit limit
                 return number
     return None
