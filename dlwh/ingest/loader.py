@@ -352,7 +352,7 @@ class _Loader:
         if trace.samples is not None:
             samples = _with_columns(trace.samples, ("sensor_key", "ts", "metric", "unit", "value", "duration_s"))
             line = "line" if "line" in samples.columns else "NULL"
-            if not isinstance(samples, duckdb.DuckDBPyRelation):
+            if validate.may_hold_energy_counters(samples):
                 self._stage(samples)
                 validate.check_energy_counters(self.con, "_dlwh_stage", line)
             value, ceilings = validate.sample_value(limits, kinds, line)

@@ -241,6 +241,17 @@ def check_run(run, limits: Limits) -> None:
         raise ParseError(f"exit_code {str(code)[:40]!r} is not a whole number")
 
 
+def may_hold_energy_counters(table) -> bool:
+    """Whether a samples table may hold energy_total rows: a frame that does, or a relation whose SQL names
+    the metric (relations are not scanned twice just to find out: nvidia-smi's never do)."""
+    if isinstance(table, duckdb.DuckDBPyRelation):
+        try:
+            return "energy_total" in table.sql_query()
+        except duckdb.Error:
+            return True
+    return bool((table["metric"] == "energy_total").any())
+
+
 def check_energy_counters(con: duckdb.DuckDBPyConnection, view: str, line: str = "NULL") -> None:
     """Cumulative energy counters (metric energy_total) never go down within a sensor. Raises ParseError.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from dlwh._lazy import pandas as pd
@@ -38,7 +39,10 @@ def parse(ctx: IngestContext) -> Trace:
         frame = pd.read_json(pd.io.common.StringIO(text), lines=True, dtype=False) if text.strip() else pd.DataFrame()
     except ValueError as err:
         bad = _first_bad_line(lines)
-        raise ParseError(f"not valid JSON lines ({err})", line=bad) from None
+        at = re.search(r"at position (\d+)", str(err))  # pandas' reader: 'Value is too big! at position N'
+        if bad is None and at:
+            bad = text.count("\n", 0, int(at.group(1))) + 1
+        raise ParseError(f"not valid JSON lines ({str(err).splitlines()[0][:120]})", line=bad) from None
     if frame.empty:
         return Trace(format=NAME, spans=None, notes=["no spans"])
     missing = [k for k in _REQUIRED if k not in frame.columns]
