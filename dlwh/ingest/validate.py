@@ -4,7 +4,7 @@ Rules (what breaks one refuses the whole file, naming the value, where it is and
 carries its line, the line number):
 
 * times (``ts``, ``start_ts``, ``end_ts``, every TIMESTAMP column) lie inside a window, by default
-  2000-01-01 up to one day after now (UTC); ``DLWH_INGEST_TS_MIN`` / ``DLWH_INGEST_TS_MAX`` (ISO dates
+  2000-01-01 up to seven days after now (UTC; carbon-intensity forecasts reach three days ahead); ``DLWH_INGEST_TS_MIN`` / ``DLWH_INGEST_TS_MAX`` (ISO dates
   or times, UTC) or ``Limits`` change it;
 * numbers are finite (NaN and ±inf are refused; the markers tools write for "no value", such as
   ``[N/A]`` or ``<not counted>``, are NULL already and stay NULL);
@@ -45,6 +45,7 @@ POWER_CEILING_W: dict[str, float] = {
     "psys": 10_000.0, "soc": 2_000.0, "cpu_gpu": 2_000.0, "ane": 2_000.0, "node": 200_000.0,
 }
 DEFAULT_POWER_CEILING_W = 1_000_000.0  # 1 MW: sensors of a kind not listed, and *power_w columns
+FUTURE_DAYS = 7  # the default window ends this many days after now (forecasts reach 3 days ahead)
 MAX_DURATION_S = 1e9  # ~31.7 years: the longest duration any column may hold
 INT_RANGES = {"TINYINT": 2**7, "SMALLINT": 2**15, "INTEGER": 2**31, "BIGINT": 2**63,
               "UTINYINT": 2**8, "USMALLINT": 2**16, "UINTEGER": 2**32, "UBIGINT": 2**64, "HUGEINT": 2**127}
@@ -63,7 +64,7 @@ def _env_time(name: str) -> datetime | None:
 
 @dataclass(frozen=True)
 class Limits:
-    """What the check accepts. Times are naive UTC; ``ts_max`` None means one day after now."""
+    """What the check accepts. Times are naive UTC; ``ts_max`` None means FUTURE_DAYS after now."""
 
     ts_min: datetime = datetime(2000, 1, 1)
     ts_max: datetime | None = None
@@ -80,7 +81,7 @@ class Limits:
 
     def window(self) -> tuple[datetime, datetime]:
         """(earliest, latest) accepted time, naive UTC."""
-        hi = self.ts_max or (datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(days=1))
+        hi = self.ts_max or (datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(days=FUTURE_DAYS))
         return self.ts_min, hi
 
     def describe_window(self) -> str:
@@ -296,6 +297,18 @@ def check_numbers(values, lines, what: str, lo: float | None = None, hi: float |
         rng = "" if lo is None and hi is None else f" (must be within {lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'})"
         raise ParseError(f"{what} {series.iloc[i]:g} is not plausible{rng}",
                          line=int(lines[i]) if lines is not None else None)
+
+
+def whole(values) -> pd.Series:
+    """Numbers (text or numbers; what is not a number is NA) as Int64 where every one is a whole number that
+    fits 64 bits; else as float64, so that the check at the boundary refuses the file naming the value
+    and its line, where ``astype("Int64")`` would raise a bare TypeError."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    as_float = pd.Series(numbers, dtype="float64") if not isinstance(numbers, pd.Series) else numbers.astype("float64")
+    ok = as_float.isna() | (np.isfinite(as_float) & (as_float == np.floor(as_float)) & (as_float.abs() < 2.0**63))
+    if not ok.all():
+        return as_float
+    return numbers.astype("Int64") if numbers.dtype.kind in "iu" or numbers.dtype == "Int64" else as_float.astype("Int64")
 
 
 def finite_or_none(value: float | None) -> bool:

@@ -15,6 +15,7 @@ import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+from dlwh.ingest import validate
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "nvprof-metrics"
@@ -124,7 +125,7 @@ def metric_table(text: str, lines: list[str] | None = None, breaks: np.ndarray |
     for col in ("min_text", "max_text", "avg_text"):
         frame[col] = frame[col].astype(str).str.strip()
     out = frame[["line", "device", "kernel", "metric", "description", "min_text", "max_text", "avg_text"]].copy()
-    out["invocations"] = pd.to_numeric(frame["invocations"], errors="coerce").astype("Int64")
+    out["invocations"] = validate.whole(frame["invocations"])
     out["min_value"], unit_min = values(frame["min_text"])
     out["max_value"], _ = values(frame["max_text"])
     out["avg_value"], unit = values(frame["avg_text"])

@@ -39,6 +39,7 @@ import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+from dlwh.ingest import validate
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "powermetrics-text"
@@ -246,7 +247,7 @@ def build_trace(name: str, readings: pd.DataFrame, end_ns: np.ndarray, elapsed_n
         "sensor_key": keys.to_numpy(),
         "kind": kind.to_numpy(),
         "name": sensor_names(first["label"]).to_numpy(),
-        "device_index": pd.to_numeric(keys.str.extract(r"^cpu(\d+)$", expand=False), errors="coerce").astype("Int64").to_numpy(),
+        "device_index": validate.whole(keys.str.extract(r"^cpu(\d+)$", expand=False)).to_numpy(),
         "device_uuid": None, "device_name": None, "tool": "powermetrics",
     })
     return Trace(format=name, sensors=sensors, samples=samples, notes=notes, warnings=warnings)
