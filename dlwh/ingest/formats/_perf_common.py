@@ -58,6 +58,7 @@ import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+from dlwh.ingest import validate
 from dlwh.ingest.timeutil import local_to_utc
 from dlwh.metrics import unit_of
 from dlwh.ingest.trace import IngestContext, Trace
@@ -313,8 +314,9 @@ def build_trace(ctx: IngestContext, name: str, rows: pd.DataFrame, *, starts: pd
         "value": rows["value"].astype("float64"),
         "unit": rows["unit"],
         "reason": rows["reason"],
-        "run_time_ns": pd.array(rows["run_time_ns"].round(), dtype="Int64"),
+        "run_time_ns": validate.whole(rows["run_time_ns"].round()),  # inf/1e300 refused at the boundary
         "enabled_pct": rows["enabled_pct"].astype("float64"),
+        "line": rows["line"].to_numpy(),  # for the loader's messages (not stored)
     })
     if n_runs > 1:
         notes.append(f"{n_runs} perf runs in this file (counters.perf_run 0..{n_runs - 1})")

@@ -32,7 +32,7 @@ _METRIC_ROW = re.compile(rf"^\s*(?P<inv>\d+)\s+(?P<metric>\S+)\s+(?P<desc>.*?)\s
 _EVENT_ROW = re.compile(r"^\s*(?P<inv>\d+)\s+(?P<metric>\S+)\s+(?P<min>\S+)\s+(?P<max>\S+)\s+(?P<avg>\S+)"
                         r"(?:\s+(?P<total>\S+))?\s*$")
 _DEVICE = re.compile(r'^\s*Device "(?P<device>.*)"\s*$')
-_KERNEL = re.compile(r"^\s*Kernel: (?P<kernel>.*?)\s*$")
+_KERNEL = re.compile(r"^\s*Kernel: (?P<kernel>(?:.*\S)?)\s*$")  # greedy to the last non-space: linear
 _LEVEL = re.compile(r"^(?P<word>[A-Za-z]+) \((?P<n>\d+)\)$")
 
 
@@ -66,7 +66,9 @@ def _human(lines: list[str], breaks: np.ndarray, header_at: int, events: bool) -
     kernel = sec.str.extract(_KERNEL)["kernel"]
     block = device.notna().cumsum()
     kernel_in_force = kernel.groupby(block).ffill()
-    rows = sec.str.extract(_EVENT_ROW if events else _METRIC_ROW)
+    # runs of spaces become one first: the row pattern's lazy description against its '\s+' separators
+    # would otherwise backtrack polynomially on a long run of spaces (3,000 spaces: 11 minutes)
+    rows = sec.str.replace(r"\s+", " ", regex=True).str.extract(_EVENT_ROW if events else _METRIC_ROW)
     is_row = rows["inv"].notna() & device.isna() & kernel.isna()
     unknown = ~is_row & device.isna() & kernel.isna()
     if unknown.any():

@@ -241,7 +241,7 @@ def _summary_human(lines: list[str], breaks: np.ndarray, header_at: int) -> pd.D
     with_minmax = bool(re.search(r"\bMin\s+Max\b", header))
     minmax = r"\s+(?P<min>\S+)\s+(?P<max>\S+)" if with_minmax else ""
     row = re.compile(r"^\s*(?:(?P<type>[A-Za-z][A-Za-z ]*?):)?\s*(?P<pct>[\d.]+)%\s+(?P<time>\S+)\s+(?P<calls>\d+)"
-                     rf"\s+(?P<avg>\S+){minmax}\s+(?P<name>\S.*?)\s*$")
+                     rf"\s+(?P<avg>\S+){minmax}\s+(?P<name>\S(?:.*\S)?)\s*$")  # name: greedy, linear
     rows = []
     for i in range(header_at + 1, table_end(breaks, header_at + 1)):
         line = lines[i].rstrip("\r")
