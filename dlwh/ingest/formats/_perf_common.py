@@ -341,6 +341,11 @@ def run_anchors(ctx: IngestContext, n_runs: int, starts: list[tuple[int, datetim
     (-1: no counter row after it).
     """
     file_start: list[datetime | None] = [None] * n_runs
+    limits = validate.limits_of(ctx)
+    first_ok, last_ok = validate.local_window(limits)
+    for line, local in starts or []:
+        if not first_ok <= local <= last_ok:  # before pandas' nanoseconds overflow on it
+            raise ParseError(validate.outside_message(f"'# started on' time {local}", limits), line=line)
     if starts:
         for run_no, when in zip(start_runs, _local_starts_to_utc([local for _, local in starts], ctx.tz)):
             if run_no >= 0:  # runs are separated by rows, so where two lines start one run the last one wins
