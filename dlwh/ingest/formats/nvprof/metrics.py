@@ -42,7 +42,7 @@ def sniff(head: str, path: Path) -> bool:
 
 def values(text: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Printed metric values → (number in base unit, unit). Levels 'Low (1)' → (1, 'level')."""
-    from dlwh.ingest.formats.nvprof_trace import quantity
+    from dlwh.ingest.formats.nvprof.trace import quantity
 
     number, unit = quantity(text)
     level = text.fillna("").astype(str).str.strip().str.extract(_LEVEL)
@@ -54,7 +54,7 @@ def values(text: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 def _human(lines: list[str], breaks: np.ndarray, header_at: int, events: bool) -> pd.DataFrame:
     """Rows under a human metric/event header; 'Device "..."' and 'Kernel: ...' lines name what follows."""
-    from dlwh.ingest.formats.nvprof_trace import table_end
+    from dlwh.ingest.formats.nvprof.trace import table_end
 
     end = table_end(breaks, header_at + 1)
     sec = pd.Series(lines[header_at + 1:end], dtype=object).str.rstrip("\r")
@@ -86,7 +86,7 @@ def _human(lines: list[str], breaks: np.ndarray, header_at: int, events: bool) -
 
 
 def _csv(lines: list[str], breaks: np.ndarray, header_at: int) -> pd.DataFrame:
-    from dlwh.ingest.formats.nvprof_trace import table_end
+    from dlwh.ingest.formats.nvprof.trace import table_end
 
     end = table_end(breaks, header_at + 1)
     try:
@@ -105,7 +105,7 @@ def _csv(lines: list[str], breaks: np.ndarray, header_at: int) -> pd.DataFrame:
 
 def metric_table(text: str, lines: list[str] | None = None, breaks: np.ndarray | None = None) -> pd.DataFrame | None:
     """Every metric / event table in ``text`` as kernel_metrics rows (None when there is none)."""
-    from dlwh.ingest.formats.nvprof_trace import header_lines, layout
+    from dlwh.ingest.formats.nvprof.trace import header_lines, layout
 
     if lines is None or breaks is None:
         lines, breaks = layout(text)

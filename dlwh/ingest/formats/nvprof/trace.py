@@ -305,7 +305,7 @@ def parse(ctx: IngestContext) -> Trace:
             summaries.append(_summary_table(frame, units, csv=True, default_type=default))
         else:
             summaries.append(_summary_table(_summary_human(lines, breaks, i), {}, csv=False, default_type=default))
-    from dlwh.ingest.formats import nvprof_metrics  # metrics sections in the same file
+    from dlwh.ingest.formats.nvprof import metrics as nvprof_metrics  # metrics sections in the same file
     metrics = nvprof_metrics.metric_table(text, lines, breaks)
     tables: dict[str, pd.DataFrame] = {}
     notes: list[str] = []
