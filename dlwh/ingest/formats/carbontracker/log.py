@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from dlwh._lazy import pandas as pd
 
-from dlwh.carbon.intervals import step_samples
+from dlwh.ingest.intervals import step_samples
 from dlwh.errors import ParseError
 from dlwh.ingest.timeutil import local_to_utc
 from dlwh.ingest.trace import IngestContext, Trace

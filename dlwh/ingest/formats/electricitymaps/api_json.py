@@ -8,7 +8,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from dlwh.carbon.electricitymaps import ResponseError, intensity_frame
+from dlwh.ingest.formats.electricitymaps._common import ResponseError, intensity_frame
 from dlwh.errors import ParseError, UsageError
 from dlwh.ingest.trace import IngestContext, Trace
 

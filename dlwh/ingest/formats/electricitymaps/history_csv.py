@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dlwh._lazy import pandas as pd
 
-from dlwh.carbon.csvread import read_csv_strict
+from dlwh.ingest.csvread import read_csv_strict
 from dlwh.errors import ParseError
 from dlwh.ingest.trace import IngestContext, Trace
 

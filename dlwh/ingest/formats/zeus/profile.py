@@ -84,6 +84,6 @@ def parse(ctx: IngestContext) -> Trace:
             "avg_power_w": energy / elapsed,
         }, index=raw.index))
     out = pd.concat(frames, ignore_index=True)
-    out["model"] = _zeus.canonical_model(out["network"].fillna("")).replace("", None)
+    out["model"] = _zeus.canonical_model(ctx.con, out["network"].fillna("")).replace("", None)
     notes.append(f"{len(raw)} windows x {len(energy_cols)} GPU(s)")
     return Trace(format=NAME, tables={"zeus_profile_windows": out}, notes=notes, warnings=warnings)

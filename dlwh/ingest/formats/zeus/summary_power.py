@@ -45,7 +45,7 @@ def parse(ctx: IngestContext) -> Trace:
         "time_per_epoch_s": _zeus.numbers(raw, "time_per_epoch", WHAT, positive=True),
         "avg_power_w": _zeus.numbers(raw, "average_power", WHAT, positive=True),
     }, index=raw.index)
-    out["model"] = _zeus.canonical_model(out["network"])
+    out["model"] = _zeus.canonical_model(ctx.con, out["network"])
     key = ["dataset", "network", "batch_size", "optimizer", "power_limit_w"]
     dup = out.duplicated(key)
     if dup.any():

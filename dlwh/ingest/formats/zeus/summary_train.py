@@ -47,7 +47,7 @@ def parse(ctx: IngestContext) -> Trace:
         "target_metric": _zeus.numbers(raw, "target_metric", WHAT),
         "target_epoch": epoch.astype("Int64"),
     }, index=raw.index)
-    out["model"] = _zeus.canonical_model(out["network"])
+    out["model"] = _zeus.canonical_model(ctx.con, out["network"])
     reached = int(out["target_epoch"].notna().sum())
     notes = [f"{len(out)} rows, {reached} with the target reached"]
     return Trace(format=NAME, tables={"zeus_train_summary": out.reset_index(drop=True)}, notes=notes)
