@@ -21,6 +21,8 @@ from dlwh.ingest.timeutil import local_to_utc
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "carbontracker"
+DESCRIPTION = "carbontracker log files and stdout: power per epoch and the consumption summary"
+EXTENSIONS = (".log", ".txt")
 _PREFIX = re.compile(r"^(?P<stamp>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) - (?P<msg>.*)$")
 _KNOWN = re.compile(r"consumption for \d+ epoch\(s\)|Average power usage \(W\)|components were found|"
                     r"Monitoring thread|carbontracker version", re.IGNORECASE)

@@ -23,6 +23,8 @@ from dlwh.ingest.timeutil import local_to_utc
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "codecarbon-csv"
+DESCRIPTION = "CodeCarbon emissions.csv (1.x to 3.x): energy, emissions and derived power"
+EXTENSIONS = (".csv",)
 
 # CSV column -> (table column, numeric)
 COLUMNS: dict[str, tuple[str, bool]] = {

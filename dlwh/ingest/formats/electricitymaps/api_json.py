@@ -13,6 +13,8 @@ from dlwh.errors import ParseError, UsageError
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "electricitymaps-json"
+DESCRIPTION = "Electricity Maps API answers saved as JSON (/latest, /past, /history, /past-range, /forecast)"
+EXTENSIONS = (".json",)
 SOURCE = "electricitymaps-json"
 _KEY = re.compile(r'"carbonIntensity"\s*:')
 

@@ -20,6 +20,8 @@ from dlwh.errors import ParseError
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "electricitymaps-csv"
+DESCRIPTION = "Electricity Maps data-portal CSV exports (hourly, daily, monthly, yearly)"
+EXTENSIONS = (".csv",)
 SOURCE = "electricitymaps-csv"
 _HEADER = re.compile(r"^\ufeff?\"?Datetime \(UTC\)\"?,.*carbon intensity", re.IGNORECASE)
 

@@ -50,6 +50,8 @@ from dlwh.ingest.formats.ipmitool._common import (
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "ipmitool-dcmi"
+DESCRIPTION = "ipmitool dcmi power reading, one reading or a log of them: node power"
+EXTENSIONS = (".txt", ".log")
 SENSOR_KEY = "dcmi"
 
 _SNIFF = re.compile(r"^[ \t]*Instantaneous power reading[ \t]*:[ \t]*\d+[ \t]*Watts", re.MULTILINE)

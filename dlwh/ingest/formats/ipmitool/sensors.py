@@ -40,6 +40,8 @@ from dlwh.ingest.formats.ipmitool._common import (
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "ipmitool-sensors"
+DESCRIPTION = "ipmitool sdr / sdr elist / sensor listings: every Watts sensor"
+EXTENSIONS = (".txt", ".log")
 _STATUS = {"ok", "ns", "nr", "cr", "nc", "lnr", "lcr", "lnc", "unr", "ucr", "unc", "na"}
 _NUMBER_UNIT = r"^(?P<v>-?\d+(?:\.\d+)?)\s+(?P<unit>\S.*)$"
 

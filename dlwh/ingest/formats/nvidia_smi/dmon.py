@@ -38,6 +38,8 @@ from dlwh.ingest.trace import IngestContext, Trace
 from dlwh.metrics import METRIC_UNITS
 
 NAME = "nvidia-smi-dmon"
+DESCRIPTION = "nvidia-smi dmon [-s pucvmet] [-o DT]: GPU power, temperature, clocks, utilisation"
+EXTENSIONS = (".txt", ".log")
 TOOL = "nvidia-smi-dmon"
 
 COLUMNS: dict[str, str] = {

@@ -40,6 +40,8 @@ from dlwh.ingest.trace import IngestContext, Trace
 from dlwh.metrics import METRIC_UNITS
 
 NAME = "nvidia-smi-query"
+DESCRIPTION = "nvidia-smi --query-gpu=... --format=csv [-l N | -lms N], with or without header and units"
+EXTENSIONS = (".csv", ".txt", ".log")
 TOOL = "nvidia-smi"
 
 # nvidia-smi field (as printed in the header, or an alias accepted by --query-gpu) -> canonical metric.

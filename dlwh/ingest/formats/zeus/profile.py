@@ -20,6 +20,8 @@ from dlwh.ingest.formats.zeus import _common as _zeus
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "zeus-profile"
+DESCRIPTION = "Zeus power-limit profile <GPU>+<model>+gpu<ids>.csv: time and energy per window and limit"
+EXTENSIONS = (".csv",)
 WHAT = "Zeus power-limit profile"
 _ENERGY = re.compile(r"^gpu(\d+)_energy$")
 _FILE = re.compile(r"^([^+]+)\+(.+)\+gpu[\d,]+\.csv$", re.IGNORECASE)

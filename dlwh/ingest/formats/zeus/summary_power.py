@@ -16,6 +16,8 @@ from dlwh.ingest.formats.zeus import _common as _zeus
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "zeus-summary-power"
+DESCRIPTION = "Zeus summary_power_<gpu>.csv: average power per model, batch size and power limit"
+EXTENSIONS = (".csv",)
 COLUMNS = ("dataset", "network", "batch_size", "optimizer", "power_limit", "time_per_epoch", "average_power")
 WHAT = "Zeus summary_power"
 

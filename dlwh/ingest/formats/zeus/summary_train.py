@@ -15,6 +15,8 @@ from dlwh.ingest.formats.zeus import _common as _zeus
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "zeus-summary-train"
+DESCRIPTION = "Zeus summary_train.csv: epochs and time to accuracy per model, batch size and power limit"
+EXTENSIONS = (".csv",)
 COLUMNS = ("dataset", "network", "batch_size", "optimizer", "learning_rate", "run", "target_metric",
            "target_epoch")
 WHAT = "Zeus summary_train"
