@@ -22,7 +22,7 @@ from dlwh._lazy import pandas as pd
 
 from dlwh.errors import DlwhError, ParseError
 from dlwh.ingest import formats
-from dlwh.ingest.formats.dlwh_manifest import load_manifest
+from dlwh.ingest.formats.dlwh.manifest import load_manifest
 from dlwh.ingest.timeutil import local_zone, parse_utc, to_naive_utc, zone_from_name, zone_name
 from dlwh.ingest.trace import IngestContext, RunInfo, Table, Trace, drop_scratch
 
