@@ -189,7 +189,7 @@ def format_modules() -> list[ModuleType]:
 def _tool(module: ModuleType) -> str:
     parts = module.__name__.split(".")
     if len(parts) > 4:  # dlwh.ingest.formats.<tool>.<module>
-        return parts[3]
+        return parts[3].replace("_", "-")
     name = str(module.NAME)
     return "nvidia-smi" if name.startswith("nvidia-smi") else name.split("-")[0]
 
@@ -204,10 +204,12 @@ def _summary(module: ModuleType) -> tuple[str, str]:
 
 def formats_table() -> str:
     """Markdown table of every format dlwh ingests, grouped by tool, in detection order."""
-    lines = ["| tool | format (`files.format`) | what | loads into |", "| --- | --- | --- | --- |"]
+    lines = ["| tool | format (`files.format`) | module in `dlwh/ingest/formats/` | what | loads into |",
+             "| --- | --- | --- | --- | --- |"]
     for module in format_modules():
         what, into = _summary(module)
-        lines.append(f"| {_tool(module)} | `{module.NAME}` | {_cell(what)} | {_cell(into)} |")
+        path = "/".join(module.__name__.split(".")[3:]) + ".py"
+        lines.append(f"| {_tool(module)} | `{module.NAME}` | `{path}` | {_cell(what)} | {_cell(into)} |")
     return "\n".join(lines)
 
 
