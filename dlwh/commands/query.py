@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         write: bool = typer.Option(False, "--write", help="Open the warehouse for writing, so that the SQL may "
                                                           "change it (default: read-only)."),
     ) -> None:
-        """Run SQL on the warehouse, read-only unless --write (tables and views: see docs)."""
+        """Run SQL on the warehouse, read-only unless --write (tables and views: docs/warehouse.md)."""
         from dlwh.warehouse import warehouse
         from dlwh.warehouse.query import check_query, write_query
 
