@@ -80,5 +80,6 @@ class SignalForwarder:
     def attach(self, child: Optional[subprocess.Popen[bytes]]) -> None:
         """Forward to ``child`` from now on (None: no workload runs)."""
         self.child = child
-        if child is not None and self.count:  # a signal came before the child existed
-            signal_group(child, signal.SIGTERM)
+        if child is not None and self.count and self.signum is not None:
+            # a signal came while the child was being started: pass it on now
+            signal_group(child, self.signum if self.count == 1 else signal.SIGTERM)
