@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dlwh.ingest.formats import nvidia_smi_dmon, nvidia_smi_query
+from dlwh.ingest.formats.nvidia_smi import dmon as nvidia_smi_dmon, query as nvidia_smi_query
 from dlwh.ingest.loader import IngestOptions, ingest_paths
 from tests.conftest import invoke
 from tests.helpers import counts, write

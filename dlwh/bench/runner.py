@@ -48,7 +48,7 @@ def _nvml_index(torch: Any, device: Any) -> Optional[int]:
 
 
 def build_tags(cfg: BenchConfig, model: str, input_desc: str, device: str) -> dict[str, Any]:
-    """The run tags of a bench run (the README, "dlwh bench", lists them)."""
+    """The run tags of a bench run (docs/models-and-bench.md, "dlwh bench", lists them)."""
     tags: dict[str, Any] = {
         "workload": WORKLOAD_TAG, "model": model, "batch_size": cfg.batch_size,
         "epochs": cfg.epochs, "warmup_epochs": 1, "precision": cfg.precision, "device": device,

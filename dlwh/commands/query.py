@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         json: bool = typer.Option(False, "--json", help="Print JSON records."),
         max_rows: Optional[int] = typer.Option(None, "--max-rows", help="Show at most this many rows (table output)."),
     ) -> None:
-        """Run SQL on the warehouse (tables and views: see README, 'Warehouse schema')."""
+        """Run SQL on the warehouse (tables and views: docs/warehouse.md)."""
         from dlwh.warehouse import open_warehouse
         from dlwh.warehouse.query import format_frame, run_sql
 

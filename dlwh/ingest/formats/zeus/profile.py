@@ -16,7 +16,7 @@ from pathlib import Path
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
-from dlwh.ingest.formats import _zeus
+from dlwh.ingest.formats.zeus import _common as _zeus
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "zeus-profile"

@@ -28,7 +28,7 @@ import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
-from dlwh.ingest.formats import _perf_common as common
+from dlwh.ingest.formats.perf import _common as common
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "perf-stat-text"

@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 
 from dlwh.errors import ParseError
-from dlwh.ingest.formats import _perf_common as common
+from dlwh.ingest.formats.perf import _common as common
 from dlwh.ingest.trace import IngestContext, Trace
 from dlwh.metrics import unit_of
 

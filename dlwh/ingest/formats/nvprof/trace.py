@@ -1,6 +1,6 @@
 """The CUDA profiler nvprof: ``--print-gpu-trace`` (human-readable and ``--csv`` with its unit row)
 → the kernels table, and the default summary mode → kernel_summary. ``--metrics`` / ``--events``
-sections in the same file go to kernel_metrics (see nvprof_metrics).
+sections in the same file go to kernel_metrics (see nvprof/metrics.py).
 
 nvprof prints sizes and throughputs in binary units (1 KB = 1024 B, 1 GB/s = 2^30 B/s); they are stored
 in B and B/s. Trace start times are relative to the profiler's start; they are anchored with --start
@@ -19,13 +19,13 @@ import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+from dlwh.ingest.formats.nvprof._common import (
+    NUMBER_UNIT, RATE_BPS, SIZE_B, TIME_S, UNITS, header_lines, layout, quantity, table_end,
+)
+from dlwh.ingest.formats.nvprof.metrics import metric_table  # metrics sections in the same file
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "nvprof-trace"
-
-TIME_S = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0}
-SIZE_B = {"B": 1.0, "KB": 1024.0, "MB": 1024.0 ** 2, "GB": 1024.0 ** 3, "TB": 1024.0 ** 4}
-RATE_BPS = {f"{k}/s": v for k, v in SIZE_B.items()}
 
 _TRACE_HUMAN = re.compile(r"^[ \t]*Start[ \t]+Duration[ \t]+.*\bName[ \t\r]*$", re.MULTILINE)
 _TRACE_CSV = re.compile(r'^"Start","Duration",', re.MULTILINE)
@@ -41,65 +41,11 @@ def sniff(head: str, path: Path) -> bool:
                 or _SUMMARY_HUMAN.search(head) or _SUMMARY_CSV.search(head))
 
 
-_NUMBER_UNIT = r"^([-+]?(?:[0-9]+[.]?[0-9]*|[.][0-9]+)(?:[eE][-+]?[0-9]+)?)[ ]*([A-Za-z%/]*)$"
-_UNITS: dict[str, tuple[float, str]] = {
-    **{k: (v, "s") for k, v in TIME_S.items()}, **{k: (v, "B") for k, v in SIZE_B.items()},
-    **{k: (v, "B/s") for k, v in RATE_BPS.items()}, "%": (1.0, "%"), "": (1.0, ""),
-}
-
-
-def quantity(text: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """'454.89ms' / '5.6367GB/s' / '3.12%' / '1024' → (number scaled to its base unit, base unit).
-
-    Base units: s, B, B/s, % or '' (a count). '-' and '' give NULL; so does an unknown suffix (its
-    unit is then kept as printed). Runs in DuckDB (regexp_extract), fast for millions of rows.
-    """
-    frame = pd.DataFrame({"t": text.to_numpy(dtype=object)})
-    with duckdb.connect() as con:
-        parts = con.execute(
-            "SELECT TRY_CAST(regexp_extract(trim(t), ?, 1) AS DOUBLE) AS num, regexp_extract(trim(t), ?, 2) AS unit "
-            "FROM frame", [_NUMBER_UNIT, _NUMBER_UNIT]).df()
-    number = pd.Series(parts["num"].to_numpy(), index=text.index)
-    unit = pd.Series(parts["unit"].to_numpy(dtype=object), index=text.index)
-    factor = unit.map({k: v[0] for k, v in _UNITS.items()})
-    base = unit.map({k: v[1] for k, v in _UNITS.items()}).where(factor.notna(), unit)
-    return number * factor, base.where(number.notna(), None)
-
-
 def _kind(name: pd.Series) -> pd.Series:
     kind = pd.Series("kernel", index=name.index)
     kind[name.str.startswith("[CUDA memcpy")] = "memcpy"
     kind[name.str.startswith("[CUDA memset")] = "memset"
     return kind
-
-
-def layout(text: str) -> tuple[list[str], np.ndarray]:
-    """The file's lines and, per line, whether it ends a table (blank or an '==PID==' banner)."""
-    lines = text.split("\n")
-    series = pd.Series(lines, dtype=object)
-    breaks = ((series.str.strip() == "") | series.str.startswith("==")).to_numpy(dtype=bool)
-    return lines, breaks
-
-
-def table_end(breaks: np.ndarray, first_row: int) -> int:
-    """Index of the first line at or after ``first_row`` that ends the table (or the number of lines)."""
-    rest = breaks[first_row:]
-    return first_row + int(rest.argmax()) if rest.any() else len(breaks)
-
-
-def header_lines(text: str, pattern: re.Pattern, keyword: str) -> list[int]:
-    """0-based numbers of the lines that contain ``keyword`` and match ``pattern`` (found with str.find)."""
-    found, pos, counted, newlines = [], 0, 0, 0
-    while (pos := text.find(keyword, pos)) != -1:
-        start = text.rfind("\n", 0, pos) + 1
-        stop = text.find("\n", pos)
-        line = text[start:stop if stop != -1 else len(text)]
-        if pattern.match(line):
-            newlines += text.count("\n", counted, start)
-            counted = start
-            found.append(newlines)
-        pos = stop if stop != -1 else len(text)
-    return found
 
 
 def _human_trace(lines: list[str], breaks: np.ndarray, header_at: int) -> pd.DataFrame:
@@ -149,8 +95,8 @@ def _human_trace(lines: list[str], breaks: np.ndarray, header_at: int) -> pd.Dat
 def _quantity_sql(column: str) -> str:
     """SQL for quantity(), one regular-expression match per cell: the number scaled by its unit
     (NULL for '-' or an unknown unit)."""
-    factor = " ".join(f"WHEN '{unit}' THEN {scale!r}" for unit, (scale, _) in _UNITS.items())
-    parts = f"regexp_extract(trim({column}), '{_NUMBER_UNIT}', ['num', 'unit'])"
+    factor = " ".join(f"WHEN '{unit}' THEN {scale!r}" for unit, (scale, _) in UNITS.items())
+    parts = f"regexp_extract(trim({column}), '{NUMBER_UNIT}', ['num', 'unit'])"
     return f"(SELECT TRY_CAST(p.num AS DOUBLE) * CASE p.unit {factor} END FROM (SELECT {parts} AS p))"
 
 
@@ -305,8 +251,7 @@ def parse(ctx: IngestContext) -> Trace:
             summaries.append(_summary_table(frame, units, csv=True, default_type=default))
         else:
             summaries.append(_summary_table(_summary_human(lines, breaks, i), {}, csv=False, default_type=default))
-    from dlwh.ingest.formats import nvprof_metrics  # metrics sections in the same file
-    metrics = nvprof_metrics.metric_table(text, lines, breaks)
+    metrics = metric_table(text, lines, breaks)
     tables: dict[str, pd.DataFrame] = {}
     notes: list[str] = []
     if traces:

@@ -29,7 +29,7 @@ import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
-from dlwh.ingest.formats.powermetrics_text import build_trace, window_ends
+from dlwh.ingest.formats.powermetrics._common import build_trace, window_ends
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "powermetrics-plist"

@@ -30,7 +30,7 @@ import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
-from dlwh.ingest.formats.ipmitool_dcmi import (
+from dlwh.ingest.formats.ipmitool._common import (
     COLLECTOR_TS_RE,
     IPMITOOL_ERROR_RE,
     collector_times,

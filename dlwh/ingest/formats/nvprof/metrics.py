@@ -15,6 +15,7 @@ import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+from dlwh.ingest.formats.nvprof._common import header_lines, layout, quantity, table_end
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "nvprof-metrics"
@@ -42,8 +43,6 @@ def sniff(head: str, path: Path) -> bool:
 
 def values(text: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Printed metric values → (number in base unit, unit). Levels 'Low (1)' → (1, 'level')."""
-    from dlwh.ingest.formats.nvprof_trace import quantity
-
     number, unit = quantity(text)
     level = text.fillna("").astype(str).str.strip().str.extract(_LEVEL)
     is_level = level["n"].notna()
@@ -54,8 +53,6 @@ def values(text: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 def _human(lines: list[str], breaks: np.ndarray, header_at: int, events: bool) -> pd.DataFrame:
     """Rows under a human metric/event header; 'Device "..."' and 'Kernel: ...' lines name what follows."""
-    from dlwh.ingest.formats.nvprof_trace import table_end
-
     end = table_end(breaks, header_at + 1)
     sec = pd.Series(lines[header_at + 1:end], dtype=object).str.rstrip("\r")
     if sec.empty:
@@ -86,8 +83,6 @@ def _human(lines: list[str], breaks: np.ndarray, header_at: int, events: bool) -
 
 
 def _csv(lines: list[str], breaks: np.ndarray, header_at: int) -> pd.DataFrame:
-    from dlwh.ingest.formats.nvprof_trace import table_end
-
     end = table_end(breaks, header_at + 1)
     try:
         frame = pd.read_csv(io.StringIO("\n".join(lines[header_at:end])), dtype=str, keep_default_na=False)
@@ -105,8 +100,6 @@ def _csv(lines: list[str], breaks: np.ndarray, header_at: int) -> pd.DataFrame:
 
 def metric_table(text: str, lines: list[str] | None = None, breaks: np.ndarray | None = None) -> pd.DataFrame | None:
     """Every metric / event table in ``text`` as kernel_metrics rows (None when there is none)."""
-    from dlwh.ingest.formats.nvprof_trace import header_lines, layout
-
     if lines is None or breaks is None:
         lines, breaks = layout(text)
     found = sorted([(i, "csv") for i in header_lines(text, _METRIC_CSV, '"Device","Kernel","Invocations"')]

@@ -28,8 +28,8 @@ import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
-from dlwh.ingest.formats import _perf_common as common
-from dlwh.ingest.formats import _perf_interval_sql as interval_sql
+from dlwh.ingest.formats.perf import _common as common
+from dlwh.ingest.formats.perf import _interval_sql as interval_sql
 from dlwh.ingest.trace import IngestContext, Trace, drop_scratch
 
 NAME = "perf-stat-csv"

@@ -28,15 +28,14 @@ No Python loop touches the data rows.
 from __future__ import annotations
 
 import re
-import shlex
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import duckdb
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+from dlwh.ingest.formats.nvidia_smi._common import command_argv, option, sample_interval, source_entry
 from dlwh.ingest.trace import IngestContext, Trace
 from dlwh.metrics import METRIC_UNITS
 
@@ -162,64 +161,10 @@ def sniff(head: str, path: Path) -> bool:
 
 
 # --------------------------------------------------------------------------------------- context
-def _source_entry(ctx: IngestContext, mode: str = "--query-gpu") -> dict[str, Any] | None:
-    """This file's source in the run's manifest: the one naming this file, else the first nvidia-smi
-    source whose command holds ``mode`` ('--query-gpu' or 'dmon')."""
-    sources = [s for s in (ctx.manifest or {}).get("sources") or [] if isinstance(s, dict)]
-    for source in sources:
-        if source.get("file") == ctx.path.name:
-            return source
-    for source in sources:
-        argv = _argv(source)
-        if argv and "nvidia-smi" in argv[0] and any(a == mode or a.startswith(mode + "=") for a in argv):
-            return source
-    return None
-
-
-def _argv(source: dict[str, Any] | None) -> list[str]:
-    command = (source or {}).get("command")
-    if isinstance(command, str):
-        try:
-            return shlex.split(command)
-        except ValueError:
-            return command.split()
-    return [str(c) for c in command] if isinstance(command, list) else []
-
-
-def _option(argv: list[str], *names: str) -> str | None:
-    """The value of ``--name=value`` / ``--name value`` / ``-n value`` in argv."""
-    for i, arg in enumerate(argv):
-        for name in names:
-            if arg.startswith(name + "="):
-                return arg[len(name) + 1:]
-            if arg == name and i + 1 < len(argv):
-                return argv[i + 1]
-    return None
-
-
 def manifest_fields(ctx: IngestContext) -> list[Field] | None:
     """The --query-gpu fields of the run's nvidia-smi command, if the manifest records it."""
-    query = _option(_argv(_source_entry(ctx)), "--query-gpu")
+    query = option(command_argv(source_entry(ctx)), "--query-gpu")
     return parse_field_list(query) if query else None
-
-
-def sample_interval(ctx: IngestContext, loop_options: tuple[tuple[str, float], ...],
-                    mode: str = "--query-gpu") -> tuple[float, str]:
-    """Seconds between readings and where that came from: --interval-s, the manifest, the command, else 1 s."""
-    if ctx.options.get("interval_s") is not None:
-        return float(ctx.options["interval_s"]), "--interval-s"
-    source = _source_entry(ctx, mode)
-    if source and source.get("interval_ms"):
-        return float(source["interval_ms"]) / 1000.0, "run.json"
-    argv = _argv(source)
-    for name, scale in loop_options:
-        value = _option(argv, name)
-        if value:
-            try:
-                return float(value) * scale, "the recorded command"
-            except ValueError:
-                pass
-    return 1.0, "default"
 
 
 def infer_fields(rows: list[list[str]]) -> tuple[list[Field], str]:

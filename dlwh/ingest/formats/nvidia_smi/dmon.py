@@ -32,7 +32,7 @@ from pathlib import Path
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
-from dlwh.ingest.formats.nvidia_smi_query import sample_interval
+from dlwh.ingest.formats.nvidia_smi._common import sample_interval
 from dlwh.ingest.timeutil import local_to_utc
 from dlwh.ingest.trace import IngestContext, Trace
 from dlwh.metrics import METRIC_UNITS

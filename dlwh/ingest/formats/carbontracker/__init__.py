@@ -1,0 +1,1 @@
+"""carbontracker: its log files and stdout."""

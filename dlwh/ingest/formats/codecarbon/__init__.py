@@ -1,0 +1,1 @@
+"""CodeCarbon: emissions.csv."""

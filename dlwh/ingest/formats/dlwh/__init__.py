@@ -1,0 +1,1 @@
+"""dlwh's own recordings: run.json, nvml.csv samples and spans.jsonl."""

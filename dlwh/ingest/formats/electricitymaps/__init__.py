@@ -1,0 +1,1 @@
+"""Electricity Maps: carbon-intensity API JSON and data-portal CSV exports."""

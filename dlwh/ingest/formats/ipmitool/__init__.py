@@ -1,0 +1,1 @@
+"""ipmitool: dcmi power reading and sdr/sensor listings."""

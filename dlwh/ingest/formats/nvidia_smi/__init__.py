@@ -1,0 +1,1 @@
+"""nvidia-smi: --query-gpu CSV logs and dmon output."""

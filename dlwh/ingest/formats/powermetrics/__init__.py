@@ -1,0 +1,1 @@
+"""macOS powermetrics: text and plist output."""

@@ -1,0 +1,1 @@
+"""Zeus: per-power-limit profiles and summary files of its public sweeps."""
