@@ -323,13 +323,10 @@ def fetch(con: duckdb.DuckDBPyConnection, zone: str, *, token: str | None = None
         if other:
             raise DlwhError(f"Electricity Maps answered for zone {other[0]}, not {zone}; nothing stored")
         frame = frame.drop_duplicates(subset=["zone", "ts", "is_forecast"], keep="last")
-    con.execute("BEGIN TRANSACTION")
-    try:
+    from dlwh.warehouse.db import transaction
+
+    with transaction(con):
         rows = store(con, frame)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     first = frame["ts"].min().to_pydatetime() if rows else None
     last = frame["ts"].max().to_pydatetime() if rows else None
     return FetchResult(zone, rows, first, last, [e for e, _ in answers])
