@@ -12,6 +12,7 @@ do not make a file another format (``mostly_records``), and are skipped with one
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -95,6 +96,27 @@ def drop_cut_line(text: str, is_complete: Callable[[str], bool], warnings: list[
         return text
     warnings.append(cut_warning(tail.line))
     return text[: len(text) - len(tail.text)]
+
+
+_NUMBER = re.compile(r"[-+]?\d[\d.,'\u202f\u00a0]*")
+_WORD = re.compile(r"[^\W\d_][\w/\-.:]*")
+
+
+def line_shape(text: str, sep: str | None = None) -> str:
+    """A line's shape: numbers as '9', words as 'w', blanks folded (per ``sep``-separated cell when given).
+    A complete record has the shape of records before it; one cut mid-write mostly has not."""
+    if sep is not None:
+        return sep.join(line_shape(cell) for cell in text.split(sep))
+    return " ".join(_WORD.sub("w", _NUMBER.sub("9", text)).split())
+
+
+def shaped_like(recent: Iterable[str], sep: str | None = None, known_words: bool = False) -> Callable[[str], bool]:
+    """An ``is_complete`` test: the line has the shape of one of the ``recent`` lines (the lines before it)
+    and, with ``known_words``, each of its words is a word of those lines ('cycl' cut from 'cycles')."""
+    recent = [line for line in recent if line.strip()]
+    shapes = {line_shape(line, sep) for line in recent}
+    words = {w for line in recent for w in _WORD.findall(line)} if known_words else set()
+    return lambda line: line_shape(line, sep) in shapes and (not known_words or set(_WORD.findall(line)) <= words)
 
 
 def mostly_records(lines: Iterable[str], is_record: Callable[[str], bool], is_noise: Callable[[str], bool],
