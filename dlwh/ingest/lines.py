@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 _CHUNK = 1 << 24
 
@@ -86,6 +88,34 @@ def file_tail(path: Path, data: bytes | None = None) -> Tail:
             count += block.count(b"\n")
             done += len(block)
     return Tail(end_block[newline + 1:].decode("utf-8", errors="replace"), count + 1, start)
+
+
+def lines_before(path: Path, tail: Tail, data: bytes | None = None, count: int = 200) -> list[str]:
+    """Up to ``count`` lines before the tail (from its last 64 KiB), to judge whether the tail is complete."""
+    if data is not None:
+        block = data[max(0, tail.start - (1 << 16)):tail.start]
+    else:
+        with path.open("rb") as handle:
+            handle.seek(max(0, tail.start - (1 << 16)))
+            block = handle.read(tail.start - max(0, tail.start - (1 << 16)))
+    return block.decode("utf-8", errors="replace").replace("\r\n", "\n").split("\n")[-count - 1:-1]
+
+
+@contextmanager
+def complete_part(path: Path, tail: Tail) -> Iterator[Path]:
+    """A temporary copy of the file's complete lines (all before ``tail``), for readers that take a path
+    and would stop at the cut line (DuckDB's strict CSV reader); removed on exit."""
+    with tempfile.TemporaryDirectory(prefix="dlwh-") as folder:
+        copy = Path(folder) / path.name
+        with path.open("rb") as src, copy.open("wb") as dst:
+            left = tail.start
+            while left > 0:
+                block = src.read(min(_CHUNK, left))
+                if not block:
+                    break
+                dst.write(block)
+                left -= len(block)
+        yield copy
 
 
 def drop_cut_line(text: str, is_complete: Callable[[str], bool], warnings: list[str]) -> str:
