@@ -60,9 +60,9 @@ def make_warehouse(rows: int) -> Path:
     return path
 
 
-def _run(cmd: list[str] | str, env: dict, shell: bool = False, stdout=subprocess.DEVNULL) -> dict:
+def _run(cmd: list[str] | str, env: dict, cwd: Path, shell: bool = False, stdout=subprocess.DEVNULL) -> dict:
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, shell=shell, stdout=stdout, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, shell=shell, stdout=stdout, stderr=subprocess.PIPE,
                             executable="/bin/bash" if shell else None)
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -72,7 +72,7 @@ def _run(cmd: list[str] | str, env: dict, shell: bool = False, stdout=subprocess
 
 
 def bench(db: Path, checkout: Path, repeat: int) -> dict[str, dict]:
-    env = {**os.environ, "PYTHONPATH": str(checkout), "DLWH_CACHE_DIR": "off"}
+    env = {**os.environ, "PYTHONPATH": str(checkout), "DLWH_CACHE_DIR": "off"}  # run in checkout: its dlwh first
     dlwh = [sys.executable, "-c", "from dlwh.cli import main; main()"]
     steps = {
         "table --max-rows 20": [*dlwh, "sql", QUERY, "--max-rows", "20", "--db", str(db)],
@@ -81,11 +81,11 @@ def bench(db: Path, checkout: Path, repeat: int) -> dict[str, dict]:
     }
     results: dict[str, dict] = {}
     for name, cmd in steps.items():
-        runs = [_run(cmd, env) for _ in range(repeat)]
+        runs = [_run(cmd, env, checkout) for _ in range(repeat)]
         results[name] = {key: statistics.median(r[key] for r in runs) for key in ("wall_s", "cpu_s", "peak_rss_mib")}
         results[name].update(exit=runs[-1]["exit"], stderr=runs[-1]["stderr"])
     quoted = " ".join(f"'{c}'" for c in steps["--csv (all rows)"])
-    piped = _run(f"set -o pipefail; {quoted} | head -1 > /dev/null", env, shell=True)
+    piped = _run(f"set -o pipefail; {quoted} | head -1 > /dev/null", env, checkout, shell=True)
     results["--csv | head -1"] = piped
     return results
 
