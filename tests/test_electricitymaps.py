@@ -270,6 +270,8 @@ def test_base_url_and_token_from_environment_and_cli(con, db_path, server, runne
     (429, b'{"message": "Too many requests"}', {"Retry-After": "30"},
      "rate limit reached (HTTP 429: Too many requests ***); wait 30 s"),
     (400, b'{"error": "zone XX does not exist"}', {}, "rejected the request (HTTP 400 for 127.0.0.1"),
+    (404, b'{"message": "no such zone"}', {}, "has no such resource (HTTP 404 for 127.0.0.1"),
+    (503, b"maintenance", {}, "server error (HTTP 503"),
     (502, b"<html>bad gateway</html>", {}, "server error (HTTP 502"),
     (302, b"", {"Location": "http://elsewhere.example/v3/carbon-intensity/history"},
      "redirected 127.0.0.1"),
