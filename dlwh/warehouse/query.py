@@ -133,8 +133,8 @@ def write_query(con: duckdb.DuckDBPyConnection, sql: str, out: TextIO, fmt: str 
         statements = duckdb.extract_statements(sql)
     except duckdb.Error:
         statements = []  # DuckDB says what is wrong when it runs
-    if fmt == "csv" and len(statements) == 1 and statements[0].type.name == "SELECT":
-        return _csv_select(con, statements[0].query, out, max_rows)
+    if fmt == "csv" and len(statements) == 1 and statements[0].type.name == "SELECT" and os.path.isdir("/dev/fd"):
+        return _csv_select(con, _without_tail(statements[0].query), out, max_rows)
     try:
         result = con.execute(sql)
     except duckdb.Error as err:
@@ -169,6 +169,17 @@ def _write_chunks(chunks, out: TextIO, fmt: str) -> None:
         out.write((",\n" if wrote else "[\n") + text[1:-1].strip("\n"))
         wrote = True
     out.write("\n]\n" if wrote else "[]\n")
+
+
+def _without_tail(query: str) -> str:
+    """One statement without the semicolons and comments that end it (to nest it in ``COPY (...)``)."""
+    cut = len(query)
+    for position, kind in reversed(duckdb.tokenize(query)):
+        if kind == duckdb.token_type.comment or (kind == duckdb.token_type.operator and query[position] == ";"):
+            cut = position
+        else:
+            break
+    return query[:cut]
 
 
 def _more_note(limit: int, fmt: str) -> str:
