@@ -215,7 +215,7 @@ def test_max_rows_prints_that_many_and_says_there_are_more(db_path, runner):
 
 QUERY = ("SELECT i, i * 0.5 AS half, 'sensor-' || (i % 7) AS name, "
          "CASE WHEN i % 5 = 0 THEN NULL ELSE i END AS maybe, "
-         "TIMESTAMP '2026-01-01 00:00:00' + to_seconds(i) AS ts FROM range(250000) t(i)")
+         "TIMESTAMP '2026-01-01 00:00:00' + to_seconds(i) AS ts FROM range(150000) t(i)")
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
@@ -224,9 +224,9 @@ def test_streamed_output_equals_the_whole_result_formatted_at_once(fmt):
     whole = format_frame(con.execute(QUERY).df(), fmt) + "\n"
     out = io.StringIO()
     assert write_query(con, QUERY, out, fmt) is None
-    assert out.getvalue() == whole  # 250,000 rows: three chunks
+    assert out.getvalue() == whole  # 150,000 rows: two chunks
     if fmt == "json":
-        assert len(json.loads(out.getvalue())) == 250_000
+        assert len(json.loads(out.getvalue())) == 150_000
     empty = io.StringIO()
     write_query(con, "SELECT 1 AS a WHERE false", empty, fmt)
     assert empty.getvalue() == ("a\n" if fmt == "csv" else "[]\n")
@@ -237,7 +237,7 @@ def _write_warehouse(db_path):
     return db_path
 
 
-@pytest.mark.parametrize("fmt", [["--max-rows", "300000"], ["--csv"], ["--json"]])
+@pytest.mark.parametrize("fmt", [pytest.param(["--max-rows", "100000"], marks=pytest.mark.slow), ["--csv"], ["--json"]])
 def test_a_closed_pipe_ends_quietly(db_path, fmt):
     _write_warehouse(db_path)
     proc = subprocess.Popen([*CLI, "sql", "SELECT i, 'x' AS s FROM range(3000000) t(i)", "--db", str(db_path), *fmt],
@@ -248,7 +248,7 @@ def test_a_closed_pipe_ends_quietly(db_path, fmt):
     assert proc.wait(timeout=120) == 0
     assert first.strip()
     # a table is written at once: it may fit the pipe's buffer, and then its note on stderr still comes
-    assert err in ("", "note: showing the first 300000 rows; there are more (raise --max-rows, or use --csv / "
+    assert err in ("", "note: showing the first 100000 rows; there are more (raise --max-rows, or use --csv / "
                        "--json for all)\n")
 
 
