@@ -237,7 +237,8 @@ def _write_warehouse(db_path):
     return db_path
 
 
-@pytest.mark.parametrize("fmt", [pytest.param(["--max-rows", "100000"], marks=pytest.mark.slow), ["--csv"], ["--json"]])
+@pytest.mark.parametrize("fmt", [pytest.param(["--max-rows", "100000"], marks=pytest.mark.slow),
+                                 ["--csv"], ["--json"]])
 def test_a_closed_pipe_ends_quietly(db_path, fmt):
     _write_warehouse(db_path)
     proc = subprocess.Popen([*CLI, "sql", "SELECT i, 'x' AS s FROM range(3000000) t(i)", "--db", str(db_path), *fmt],

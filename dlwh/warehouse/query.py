@@ -2,7 +2,8 @@
 
 ``run_sql`` returns a whole result as a DataFrame (for library code with small results);
 ``write_query`` is ``dlwh sql``: it fetches at most ``max_rows`` (+1, to say there are more) for a
-table and streams CSV/JSON in chunks of about 100,000 rows, so memory does not grow with the result.
+table, streams the CSV of a SELECT from DuckDB's own writer (``COPY``) and other CSV/JSON in chunks of
+about 100,000 rows, so memory does not grow with the result.
 """
 
 from __future__ import annotations
@@ -209,8 +210,10 @@ def copy_csv(con: duckdb.DuckDBPyConnection, select: str, out: TextIO) -> None:
     """Write the rows of ``select`` to ``out`` as CSV with a header, as DuckDB's COPY writes them, streamed.
 
     DuckDB writes into a pipe from a second thread on the same connection (it releases the GIL; this
-    thread does not use the connection meanwhile); this thread copies 1 MiB blocks to ``out``. If ``out`` is closed (``| head``), the query is interrupted and BrokenPipeError raised.
+    thread does not use the connection meanwhile); this thread copies 1 MiB blocks to ``out``. If
+    ``out`` is closed (``| head``), the query is interrupted and BrokenPipeError raised.
     """
+    out.flush()
     read_fd, write_fd = os.pipe()
     failed: list[BaseException] = []
 
@@ -225,7 +228,6 @@ def copy_csv(con: duckdb.DuckDBPyConnection, select: str, out: TextIO) -> None:
     writer = threading.Thread(target=run, name="dlwh-copy-csv", daemon=True)
     binary = getattr(out, "buffer", None)
     decoder = codecs.getincrementaldecoder("utf-8")()
-    out.flush()
     reader = os.fdopen(read_fd, "rb", buffering=0)
     writer.start()
     try:
