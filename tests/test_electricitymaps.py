@@ -415,6 +415,11 @@ def test_plain_http_needs_allow_http_and_credentials_in_the_url_are_refused(con,
         fetch(con, "DE", token=TOKEN, base_url=f"https://me:{TOKEN}@api.example/v3")
     assert str(caught.value) == ("API URL 'https://me:***@api.example/v3' holds a user name or password; remove it "
                                  "(the token goes in the auth-token header)")
+    with pytest.raises(UsageError) as caught:
+        fetch(con, "DE", token=TOKEN, base_url=f"https://api.example/v3?auth-token={TOKEN}")
+    assert str(caught.value) == ("API URL 'https://api.example/v3?***' has a query or fragment; give the base URL "
+                                 "only, such as https://api.electricitymaps.com/v3 (the token goes in the auth-token "
+                                 "header)")
     con.close()
     fresh = db_path.with_name("never.duckdb")
     result = invoke(runner, "carbon", "fetch", "--zone", "DE", "--db", str(fresh),
