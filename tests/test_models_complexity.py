@@ -25,6 +25,10 @@ TORCHVISION_GFLOPS = {
     "mobilenet_v2": (0.30, 0.301),
     "googlenet": (1.50, 1.498),
     "shufflenet_v2_x1_0": (0.14, 0.145),
+    "efficientnet_b0": (0.39, 0.386),
+    "densenet121": (2.83, 2.834),
+    "convnext_tiny": (4.46, 4.456),
+    "vit_b_16": (17.56, 17.564),
 }
 CHEAP = ["lenet5", "shufflenet_v2_x1_0", "mobilenet_v2", "googlenet_mod9", "resnet18"]
 

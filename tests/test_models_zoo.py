@@ -19,6 +19,10 @@ PARAMS = {
     "googlenet": 6_624_904,
     "shufflenet_v2_x1_0": 2_278_604,
     "bert_base": 109_482_240,
+    "efficientnet_b0": 5_288_548,
+    "densenet121": 7_978_856,
+    "convnext_tiny": 28_589_128,
+    "vit_b_16": 86_567_656,
     "lenet5": 61_706,  # LeCun 1998 with full C3 connectivity and a linear output layer
 }
 
