@@ -59,7 +59,7 @@ class Unconstrained:
     power_w: float
     power_w_lo: float
     power_w_hi: float
-    method: str  # 'measured', 'roofline' or 'macs-loglinear'
+    method: str  # 'measured', 'roofline-calibrated', 'roofline' or 'macs-loglinear'
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -354,6 +354,24 @@ def _lomo_quantiles(kind: str, runs: pd.DataFrame, wide: pd.DataFrame | None, li
     return _LOMO_CACHE[key]
 
 
+def calibration_quantiles(fitted: Fitted, runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """(5 %, 95 %) quantiles of log(prediction / truth) of the roofline scaled by the model's own
+    other batch sizes (leave one batch size out, over every model with two or more); None if none."""
+    multi = runs[runs.groupby("model")["batch_size"].transform("nunique") >= 2]
+    if multi.empty:
+        return None
+    tp, pw = fitted.predict(multi["model"], multi["batch_size"])
+    rt = np.log(multi["throughput_sps"].to_numpy() / tp)
+    rp = np.log(multi["power_w"].to_numpy() / pw)
+    df = pd.DataFrame({"model": multi["model"].to_numpy(), "rt": rt, "rp": rp})
+    g = df.groupby("model")
+    n = g["rt"].transform("size").to_numpy()
+    # mean of the model's other batch sizes' log ratios, minus this one's: the held-out error
+    other_t = (g["rt"].transform("sum").to_numpy() - rt) / (n - 1)
+    other_p = (g["rp"].transform("sum").to_numpy() - rp) / (n - 1)
+    return np.quantile(other_t - rt, [0.05, 0.95]), np.quantile(other_p - rp, [0.05, 0.95])
+
+
 PRECISIONS = {"fp32": "fp32", "float32": "fp32", "amp-bf16": "amp-bf16", "bf16": "amp-bf16", "amp": "amp-bf16"}
 
 
@@ -457,15 +475,27 @@ def estimate_unconstrained(
     if canonical in wide.index and macs is None and params is None and usable["model"].nunique() >= MIN_MODELS:
         fitted = fit_roofline_learner(usable, wide, limit_w)
         tp, pw = fitted.predict([canonical], [batch_size])
-        qt, qp = _lomo_quantiles("roofline", usable, wide, limit_w)
         t, p = float(tp[0]), float(pw[0])
+        own = usable[usable["model"] == canonical]
+        calib = calibration_quantiles(fitted, usable) if not own.empty else None
+        if calib is not None:
+            ot, op = fitted.predict(own["model"], own["batch_size"])
+            t *= float(np.exp(np.mean(np.log(own["throughput_sps"].to_numpy() / ot))))
+            p = min(p * float(np.exp(np.mean(np.log(own["power_w"].to_numpy() / op)))), limit_w * 1.05)
+            qt, qp = calib
+            t_lo, t_hi = _interval(t, qt)
+            p_lo, p_hi = _interval(p, qp)
+            sizes = ", ".join(str(b) for b in sorted(own["batch_size"].unique()))
+            notes.append(f"roofline over layer types fitted on {len(usable)} {prec} bench runs of "
+                         f"{usable['model'].nunique()} models on {key}, scaled to {canonical}'s own runs at batch "
+                         f"size {sizes}; 90 % interval from leave-one-batch-size-out errors")
+            return Unconstrained(t, t_lo, t_hi, p, p_lo, min(p_hi, limit_w * 1.05), "roofline-calibrated", notes)
+        qt, qp = _lomo_quantiles("roofline", usable, wide, limit_w)
         t_lo, t_hi = _interval(t, qt)
         p_lo, p_hi = _interval(p, qp)
         n_models = usable["model"].nunique()
         notes.append(f"roofline over layer types fitted on {len(usable)} {prec} bench runs of {n_models} models on "
                      f"{key}; 90 % interval from leave-one-model-out errors")
-        if canonical in set(usable["model"]):
-            notes.append(f"{canonical} itself was measured on {key} at other batch sizes: those runs are in the fit")
         return Unconstrained(t, t_lo, t_hi, p, p_lo, min(p_hi, limit_w * 1.05), "roofline", notes)
 
     size = (float(macs), float(params)) if macs is not None and params is not None else None
