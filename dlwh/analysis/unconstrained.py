@@ -432,7 +432,8 @@ def estimate_unconstrained(
     """Throughput (samples/s) and average power (W) of training ``model`` at ``batch_size`` on
     ``gpu`` with no power cap: measured where the warehouse has such bench runs, else predicted
     (see the module docstring). ``macs`` (forward MACs per sample) and ``params`` describe a model
-    the zoo and the warehouse do not know. Raises DlwhError when it cannot answer."""
+    the zoo and the warehouse do not know (a model with a known structure ignores them). Raises
+    DlwhError when it cannot answer."""
     from dlwh.analysis.data import normalise_gpu
     from dlwh.models.registry import normalise_name
 
@@ -460,7 +461,7 @@ def estimate_unconstrained(
     notes: list[str] = []
 
     measured = g[(g["model"] == canonical) & (g["batch_size"] == batch_size)] if canonical else g.iloc[:0]
-    if not measured.empty and macs is None and params is None:
+    if not measured.empty:
         tp, pw = measured["throughput_sps"].to_numpy(), measured["power_w"].to_numpy()
         t, p = float(tp.mean()), float(pw.mean())
         dt = max(float(tp.max() - tp.min()) / 2, MEASURED_REL * t)
@@ -472,7 +473,7 @@ def estimate_unconstrained(
     struct = structure_table(con)
     wide = _wide(struct)
     usable = g[g["model"].isin(set(wide.index))]
-    if canonical in wide.index and macs is None and params is None and usable["model"].nunique() >= MIN_MODELS:
+    if canonical in wide.index and usable["model"].nunique() >= MIN_MODELS:
         fitted = fit_roofline_learner(usable, wide, limit_w)
         tp, pw = fitted.predict([canonical], [batch_size])
         t, p = float(tp[0]), float(pw[0])
