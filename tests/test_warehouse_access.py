@@ -368,3 +368,31 @@ def test_read_only_sql_in_a_process_that_holds_the_warehouse_for_writing(con, db
     result = invoke(runner, "sql", "DELETE FROM runs", "--write", "--db", str(db_path))
     assert result.exit_code == 0, result.stderr
     assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+
+
+def test_every_insert_names_its_columns():
+    """INSERTs name their columns, so that a new column or a reordered table never shifts values.
+    The two landed migrations that insert reference rows by position are never edited (see DEVELOPERS.md)."""
+    import re
+
+    unnamed = re.compile(r'INSERT\s+(?:OR\s+REPLACE\s+)?INTO\s+("?[\w{}]+"?)\s+(?!\(|BY\s+NAME)', re.I)
+    landed = {"0004_analysis.sql", "0005_carbon.sql"}
+    found = []
+    for path in sorted((ROOT / "dlwh").rglob("*")):
+        if path.suffix not in (".py", ".sql") or path.name in landed:
+            continue
+        for match in unnamed.finditer(path.read_text(encoding="utf-8")):
+            found.append(f"{path.relative_to(ROOT)}: {match.group(0).strip()}")
+    assert found == []
+
+
+def test_max_rows_reads_no_further_than_it_shows():
+    """Rows after the first million raise: a table of 20 rows (or 10,000 by default) never reaches them."""
+    con = duckdb.connect()
+    query = ("SELECT CASE WHEN i < 1000000 THEN i ELSE error('read too far') END AS i "
+             "FROM range(100000000) t(i)")
+    for fmt, max_rows in (("table", 20), ("csv", 20), ("table", None)):
+        out = io.StringIO()
+        assert write_query(con, query, out, fmt, max_rows).startswith("showing the first")
+    with pytest.raises(DlwhError, match="read too far"):
+        write_query(con, query, io.StringIO(), "csv")
