@@ -25,6 +25,10 @@ TORCHVISION_GFLOPS = {
     "mobilenet_v2": (0.30, 0.301),
     "googlenet": (1.50, 1.498),
     "shufflenet_v2_x1_0": (0.14, 0.145),
+    "efficientnet_b0": (0.39, 0.386),
+    "densenet121": (2.83, 2.834),
+    "convnext_tiny": (4.46, 4.456),
+    "vit_b_16": (17.56, 17.564),
 }
 CHEAP = ["lenet5", "shufflenet_v2_x1_0", "mobilenet_v2", "googlenet_mod9", "resnet18"]
 
@@ -220,9 +224,9 @@ def test_reading_the_table_seeding_and_importing_need_no_torch(tmp_path):
         from dlwh.models import read_zoo_table, normalise_name, import_complexity_csv, profile
         from dlwh.warehouse.db import open_warehouse
         from dlwh.errors import DlwhError
-        assert len(read_zoo_table()) == 20 and normalise_name("ResNet-50") == "resnet50"
+        assert len(read_zoo_table()) == 24 and normalise_name("ResNet-50") == "resnet50"
         con = open_warehouse({str(tmp_path / "w.duckdb")!r})
-        assert con.execute("SELECT count(*) FROM model_complexity WHERE source = 'zoo'").fetchall()[0][0] == 20
+        assert con.execute("SELECT count(*) FROM model_complexity WHERE source = 'zoo'").fetchall()[0][0] == 24
         assert import_complexity_csv(con, {str(csv_file)!r}).new == 1
         con.close()
         result = CliRunner().invoke(app, ["models", "list"])

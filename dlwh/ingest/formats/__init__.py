@@ -1,10 +1,10 @@
 """The registry of trace formats. Adding a format: one new module and one line in FORMAT_MODULES.
 
-A format module defines:
-    NAME: str                                   the format's name (stored in files.format)
-    sniff(head: str, path: Path) -> bool        True if the first 64 KiB (text) look like this format
-    parse(ctx: IngestContext) -> Trace          the file's content as normalised tables
-Formats are tried in this order; the first whose sniff() says yes parses the file.
+Formats are grouped by the tool that writes them: ``formats/<tool>/<format>.py``, with what a tool's
+parsers share in ``formats/<tool>/_common.py`` and the tool's name in ``formats/<tool>/__init__.py``
+(``TOOL``). A format module provides what ``dlwh.ingest.trace.FormatModule`` says (NAME, DESCRIPTION,
+EXTENSIONS, sniff, parse). Formats are tried in this order, each imported only when it is tried; the
+first whose sniff() says yes parses the file.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 from types import ModuleType
+from typing import NamedTuple
 
 FORMAT_MODULES: tuple[str, ...] = (
     "dlwh.ingest.formats.dlwh.manifest",
@@ -53,3 +54,23 @@ def detect(head: str, path: Path) -> ModuleType | None:
         except Exception:  # a sniffer must never stop detection of the others
             continue
     return None
+
+
+class FormatInfo(NamedTuple):
+    """One registered format, for docs and listings."""
+
+    name: str
+    tool: str
+    description: str
+    extensions: tuple[str, ...]
+    module: str
+
+
+def list_formats() -> list[FormatInfo]:
+    """Every registered format in sniffing order (imports them all; docs/formats.md's table comes from it)."""
+    out = []
+    for name in FORMAT_MODULES:
+        module = importlib.import_module(name)
+        package = importlib.import_module(name.rsplit(".", 1)[0])
+        out.append(FormatInfo(module.NAME, package.TOOL, module.DESCRIPTION, tuple(module.EXTENSIONS), name))
+    return out

@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 from dlwh._lazy import pandas as pd
 
-from dlwh.carbon.intervals import step_samples
+from dlwh.ingest.intervals import step_samples
 from dlwh.errors import ParseError
 from dlwh.ingest.timeutil import local_to_utc
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "carbontracker"
+DESCRIPTION = "carbontracker log files and stdout: power per epoch and the consumption summary"
+EXTENSIONS = (".log", ".txt")
 _PREFIX = re.compile(r"^(?P<stamp>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) - (?P<msg>.*)$")
 _KNOWN = re.compile(r"consumption for \d+ epoch\(s\)|Average power usage \(W\)|components were found|"
                     r"Monitoring thread|carbontracker version", re.IGNORECASE)

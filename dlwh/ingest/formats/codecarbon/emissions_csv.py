@@ -16,13 +16,15 @@ from pathlib import Path
 import numpy as np
 from dlwh._lazy import pandas as pd
 
-from dlwh.carbon.csvread import read_csv_strict
-from dlwh.carbon.intervals import step_samples
+from dlwh.ingest.csvread import read_csv_strict
+from dlwh.ingest.intervals import step_samples
 from dlwh.errors import ParseError
 from dlwh.ingest.timeutil import local_to_utc
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "codecarbon-csv"
+DESCRIPTION = "CodeCarbon emissions.csv (1.x to 3.x): energy, emissions and derived power"
+EXTENSIONS = (".csv",)
 
 # CSV column -> (table column, numeric)
 COLUMNS: dict[str, tuple[str, bool]] = {

@@ -11,6 +11,8 @@ from dlwh.ingest.timeutil import parse_utc
 from dlwh.ingest.trace import IngestContext, RunInfo, Trace
 
 NAME = "dlwh-manifest"
+DESCRIPTION = "run.json: the run's id, host, times, command, zone and tags"
+EXTENSIONS = ("run.json",)
 _FORMAT_KEY = re.compile(r'"format"\s*:\s*"dlwh-run"')
 
 

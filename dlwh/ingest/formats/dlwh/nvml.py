@@ -11,6 +11,8 @@ from dlwh.errors import ParseError
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "dlwh-nvml"
+DESCRIPTION = "nvml.csv: dlwh's in-process NVML power, energy, clock and utilisation samples"
+EXTENSIONS = (".csv",)
 HEADER_START = "timestamp_utc,monotonic_ns,gpu_index"
 
 # CSV column -> (metric, scale to the metric's unit, unit)

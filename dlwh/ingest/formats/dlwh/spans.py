@@ -12,6 +12,8 @@ from dlwh.ingest.timeutil import parse_utc
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "dlwh-spans"
+DESCRIPTION = "spans.jsonl: phases, epochs and steps marked by the training script"
+EXTENSIONS = (".jsonl",)
 _REQUIRED = ("span_id", "kind", "name", "start_utc", "end_utc")
 
 

@@ -8,11 +8,13 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from dlwh.carbon.electricitymaps import ResponseError, intensity_frame
+from dlwh.ingest.formats.electricitymaps._common import ResponseError, intensity_frame
 from dlwh.errors import ParseError, UsageError
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "electricitymaps-json"
+DESCRIPTION = "Electricity Maps API answers saved as JSON (/latest, /past, /history, /past-range, /forecast)"
+EXTENSIONS = (".json",)
 SOURCE = "electricitymaps-json"
 _KEY = re.compile(r'"carbonIntensity"\s*:')
 

@@ -15,11 +15,13 @@ from pathlib import Path
 
 from dlwh._lazy import pandas as pd
 
-from dlwh.carbon.csvread import read_csv_strict
+from dlwh.ingest.csvread import read_csv_strict
 from dlwh.errors import ParseError
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "electricitymaps-csv"
+DESCRIPTION = "Electricity Maps data-portal CSV exports (hourly, daily, monthly, yearly)"
+EXTENSIONS = (".csv",)
 SOURCE = "electricitymaps-csv"
 _HEADER = re.compile(r"^\ufeff?\"?Datetime \(UTC\)\"?,.*carbon intensity", re.IGNORECASE)
 

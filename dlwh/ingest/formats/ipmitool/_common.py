@@ -3,27 +3,36 @@ error lines and the poll interval from run.json."""
 
 from __future__ import annotations
 
+import re
+from typing import Callable
+
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+from dlwh.ingest.lines import drop_cut_line
 from dlwh.ingest.trace import IngestContext
 
 COLLECTOR_TS_RE = r"^\s*#\s*timestamp_utc\s*:\s*(?P<cts>.*?)\s*$"
 # what ipmitool prints (to stderr, often redirected into the log) when a poll fails
 IPMITOOL_ERROR_RE = r"(?i)(?:error|fail|unable|could not|timeout|timed out|no response|invalid|insufficient)"
+_ERROR = re.compile(IPMITOOL_ERROR_RE)
 
 
-def text_lines(ctx: IngestContext) -> pd.Series:
-    """The file's lines (no line ends) as a Series indexed 0..n-1; ParseError if the last is cut off."""
+def text_lines(ctx: IngestContext, is_complete: Callable[[str], bool], warnings: list[str]) -> pd.Series:
+    """The file's lines (no line ends) as a Series indexed 0..n-1; a last line without its newline that
+    ``is_complete`` rejects was cut mid-write: left out, with a warning."""
     text = ctx.read_text()
     if not text.strip():
         raise ParseError("the file is empty")
-    lines = text.split("\n")
+    lines = drop_cut_line(text, is_complete, warnings).split("\n")
     if lines[-1] == "":
         lines.pop()
-    elif lines[-1].strip():
-        raise ParseError("last line is incomplete (file truncated?); remove it or record again", line=len(lines))
     return pd.Series(lines, dtype=object).str.rstrip("\r")
+
+
+def is_error_line(line: str) -> bool:
+    """A line ipmitool prints when a poll fails ('Unable to send command: ...'), not a record."""
+    return _ERROR.search(line) is not None
 
 
 def collector_times(cts: pd.Series, lines_no: pd.Series) -> pd.Series:

@@ -47,9 +47,12 @@ from dlwh.ingest.formats.ipmitool._common import (
     manifest_interval_s,
     text_lines,
 )
+from dlwh.ingest.lines import noise_warning
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "ipmitool-dcmi"
+DESCRIPTION = "ipmitool dcmi power reading, one reading or a log of them: node power"
+EXTENSIONS = (".txt", ".log")
 SENSOR_KEY = "dcmi"
 
 _SNIFF = re.compile(r"^[ \t]*Instantaneous power reading[ \t]*:[ \t]*\d+[ \t]*Watts", re.MULTILINE)
@@ -76,9 +79,17 @@ def sniff(head: str, path: Path) -> bool:
     return bool(_SNIFF.search(head))
 
 
+def _ends_a_reading(line: str) -> bool:
+    """A last line without its newline is complete when it is the state line that ends a reading (any
+    other last line belongs to a reading the recording stopped inside)."""
+    found = re.match(_STATE_RE, line)
+    return bool(found) and found.group("state").lower() in ("activated", "deactivated", "active", "inactive")
+
+
 def parse(ctx: IngestContext) -> Trace:
     """Readings → samples of the sensor ``dcmi``; see the module docstring for times."""
-    lines = text_lines(ctx)
+    warnings: list[str] = []
+    lines = text_lines(ctx, _ends_a_reading, warnings)
     line_no = pd.Series(np.arange(1, len(lines) + 1), index=lines.index)
     watts = lines.str.extract(_WATTS_RE)
     ipmi_ts = lines.str.extract(_TS_RE)["ipmi_ts"]
@@ -120,11 +131,17 @@ def parse(ctx: IngestContext) -> Trace:
     per["line"] = starts
 
     missing_state = per["state"].isna()
-    if missing_state.any():
-        where = int(per.loc[missing_state.idxmax(), "line"])
-        last = missing_state.idxmax() == n
-        raise ParseError(("the last reading is incomplete (file truncated?); remove it or record again" if last else
-                          "reading has no 'Power reading state is' line"), line=where)
+    if missing_state.iloc[:-1].any():
+        raise ParseError("reading has no 'Power reading state is' line",
+                         line=int(per.loc[missing_state.idxmax(), "line"]))
+    if missing_state.iloc[-1]:  # the recording stopped inside its last reading: that reading is left out
+        if n == 1:
+            raise ParseError("the only reading is incomplete (no 'Power reading state is' line; file truncated?)",
+                             line=int(starts[-1]))
+        warnings[:] = [f"the last reading (from line {int(starts[-1])}) is incomplete "
+                       "(the recording stopped mid-reading?): skipped"]
+        n, starts, ids = n - 1, starts[:-1], ids[:-1]
+        per = per.iloc[:-1]
     state_word = per["state"].str.lower()
     unknown = ~state_word.isin(["activated", "deactivated", "active", "inactive"])
     if unknown.any():
@@ -141,7 +158,6 @@ def parse(ctx: IngestContext) -> Trace:
     per["t_collector"] = by_reading.reindex(ids).to_numpy()
 
     notes: list[str] = []
-    warnings: list[str] = []
     per["t_ipmi"] = _ipmi_times(per, ctx, notes, warnings)
     per["duration_s"] = _sampling_period_s(per["sp"], per["line"])
 
@@ -166,11 +182,11 @@ def parse(ctx: IngestContext) -> Trace:
     if skipped:
         notes.append(f"{skipped} deactivated readings skipped")
     if errors.any():
-        warnings.append(f"{int(errors.sum())} ipmitool error lines skipped (first at line {int(line_no[errors.idxmax()])})")
+        warnings.append(noise_warning(int(errors.sum()), int(line_no[errors.idxmax()]), "ipmitool error"))
 
     # samples: one row per (activated reading, Watts field)
     rows = pd.DataFrame({"reading": reading, "field": watts["field"], "value": values})
-    rows = rows[rows["field"].notna()].drop_duplicates(["reading", "field"], keep="first")
+    rows = rows[rows["field"].notna() & rows["reading"].le(n)].drop_duplicates(["reading", "field"], keep="first")
     rows = rows[active.reindex(rows["reading"]).to_numpy()]
     rows = rows.join(per[["ts", "duration_s"]], on="reading")
     metric = rows["field"].map(_WATTS_FIELDS)

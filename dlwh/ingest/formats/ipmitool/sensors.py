@@ -34,12 +34,16 @@ from dlwh.ingest.formats.ipmitool._common import (
     COLLECTOR_TS_RE,
     IPMITOOL_ERROR_RE,
     collector_times,
+    is_error_line,
     manifest_interval_s,
     text_lines,
 )
+from dlwh.ingest.lines import head_lines, mostly_records, noise_warning
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "ipmitool-sensors"
+DESCRIPTION = "ipmitool sdr / sdr elist / sensor listings: every Watts sensor"
+EXTENSIONS = (".txt", ".log")
 _STATUS = {"ok", "ns", "nr", "cr", "nc", "lnr", "lcr", "lnc", "unr", "ucr", "unc", "na"}
 _NUMBER_UNIT = r"^(?P<v>-?\d+(?:\.\d+)?)\s+(?P<unit>\S.*)$"
 
@@ -67,13 +71,42 @@ def _row_columns(line: str) -> list[str] | None:
 
 
 def sniff(head: str, path: Path) -> bool:
-    """Most non-blank, non-comment lines are ipmitool sdr / elist / sensor rows (the last may be cut)."""
-    lines = [ln for ln in head.splitlines()[:-1] or head.splitlines()
-             if ln.strip() and not ln.lstrip().startswith("#")][:500]
-    if not lines:
+    """Most lines are ipmitool sdr / elist / sensor rows, not counting blank lines, comments and
+    ipmitool's own error lines between them (the last line may be cut)."""
+    return mostly_records(head_lines(head), lambda ln: _row_columns(ln) is not None, is_error_line)
+
+
+# ipmitool's unit names (lib/ipmi_sdr.c, unit_desc), to tell a reading cut inside its unit
+_UNITS = frozenset((
+    "unspecified", "degrees C", "degrees F", "degrees K", "Volts", "Amps", "Watts", "Joules", "Coulombs", "VA",
+    "Nits", "lumen", "lux", "Candela", "kPa", "PSI", "Newton", "CFM", "RPM", "Hz", "microsecond", "millisecond",
+    "second", "minute", "hour", "day", "week", "mil", "inches", "feet", "cu in", "cu feet", "mm", "cm", "m",
+    "cu cm", "cu m", "liters", "fluid ounce", "radians", "steradians", "revolutions", "cycles", "gravities",
+    "ounce", "pound", "ft-lb", "oz-in", "gauss", "gilberts", "henry", "millihenry", "farad", "microfarad",
+    "ohms", "siemens", "mole", "becquerel", "PPM", "reserved", "Decibels", "DbA", "DbC", "gray", "sievert",
+    "color temp deg K", "bit", "kilobit", "megabit", "gigabit", "byte", "kilobyte", "megabyte", "gigabyte",
+    "word", "dword", "qword", "line", "hit", "miss", "retry", "reset", "overflow", "underrun", "collision",
+    "packets", "messages", "characters", "error", "correctable error", "uncorrectable error", "percent",
+))
+
+
+def _complete_row(line: str) -> bool:
+    """A last line without its newline is complete when it is a whole row: its columns and status, and
+    a reading that is not cut inside its unit ('132 Wat') or before it ('13')."""
+    cols = _row_columns(line)
+    if cols is None:
         return False
-    rows = sum(_row_columns(ln) is not None for ln in lines)
-    return rows >= 1 and rows >= 0.8 * len(lines)
+    reading = cols[1] if len(cols) == 3 else cols[4] if len(cols) == 5 else None
+    if reading is None:
+        return True
+    parts = reading.split(None, 1)
+    try:
+        float(parts[0])
+    except (ValueError, IndexError):
+        return True  # 'no reading', 'Not Readable', '0x00', 'disabled'
+    if len(parts) == 1:
+        return False  # '13': cut before its unit
+    return parts[1] in _UNITS or not any(unit.startswith(parts[1]) for unit in _UNITS)
 
 
 def _repeated_snapshots(name: pd.Series, piped: pd.Series) -> tuple[pd.Series, int]:
@@ -95,7 +128,8 @@ def _repeated_snapshots(name: pd.Series, piped: pd.Series) -> tuple[pd.Series, i
 
 def parse(ctx: IngestContext) -> Trace:
     """Watts rows → one sensor per name; see the module docstring for times and kinds."""
-    lines = text_lines(ctx)
+    warnings: list[str] = []
+    lines = text_lines(ctx, _complete_row, warnings)
     line_no = pd.Series(np.arange(1, len(lines) + 1), index=lines.index)
     ncols = lines.str.count(r"\|") + 1
     cols = lines.str.split("|", expand=True, regex=False)
@@ -167,9 +201,8 @@ def parse(ctx: IngestContext) -> Trace:
     skipped = int((piped & ~is_watts).sum())
     if skipped:
         notes.append(f"{skipped} rows not in Watts (temperatures, fans, voltages, discrete) not stored")
-    warnings = []
     if errors.any():
-        warnings.append(f"{int(errors.sum())} ipmitool error lines skipped (first at line {int(line_no[errors.idxmax()])})")
+        warnings.append(noise_warning(int(errors.sum()), int(line_no[errors.idxmax()]), "ipmitool error"))
     if rows.empty:
         return Trace(format=NAME, notes=notes, warnings=warnings)
 

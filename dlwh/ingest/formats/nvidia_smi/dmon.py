@@ -34,10 +34,13 @@ from dlwh._lazy import pandas as pd
 from dlwh.errors import ParseError
 from dlwh.ingest.formats.nvidia_smi._common import sample_interval
 from dlwh.ingest.timeutil import local_to_utc
+from dlwh.ingest.lines import drop_cut_line
 from dlwh.ingest.trace import IngestContext, Trace
 from dlwh.metrics import METRIC_UNITS
 
 NAME = "nvidia-smi-dmon"
+DESCRIPTION = "nvidia-smi dmon [-s pucvmet] [-o DT]: GPU power, temperature, clocks, utilisation"
+EXTENSIONS = (".txt", ".log")
 TOOL = "nvidia-smi-dmon"
 
 COLUMNS: dict[str, str] = {
@@ -84,10 +87,11 @@ def sniff(head: str, path: Path) -> bool:
 def parse(ctx: IngestContext) -> Trace:
     """Read the rows by column name; times from the date/time columns or start + k x interval."""
     text = ctx.read_text().lstrip("\ufeff")
+    first_header = next((ln for ln in text.splitlines() if ln.strip().startswith("#")), "")
+    width = len(_header_names(first_header) or ())
+    trace = Trace(format=NAME)
+    text = drop_cut_line(text, lambda ln: ln.strip().startswith("#") or len(ln.split()) == width, trace.warnings)
     raw = text.splitlines()
-    if text and not text.endswith(("\n", "\r")):
-        raise ParseError("the last line has no newline: the file looks truncated (dmon stopped mid-line); "
-                         "delete that line, or end it with a newline if it is complete", line=len(raw))
     lines = pd.Series(raw, dtype="object").str.strip()
     comment = lines.str.startswith("#")
     header_at = lines.index[comment]
@@ -113,7 +117,6 @@ def parse(ctx: IngestContext) -> Trace:
                          f"{data[first]!r}", line=int(first) + 1)
     frame = pd.DataFrame(parts.tolist(), index=data.index, columns=names)
 
-    trace = Trace(format=NAME)
     gpu = frame["gpu"]
     idx = pd.to_numeric(gpu, errors="coerce")
     frame["sensor_key"] = "gpu" + gpu

@@ -36,10 +36,13 @@ from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
 from dlwh.ingest.formats.nvidia_smi._common import command_argv, option, sample_interval, source_entry
+from dlwh.ingest.lines import cut_warning, file_tail
 from dlwh.ingest.trace import IngestContext, Trace
 from dlwh.metrics import METRIC_UNITS
 
 NAME = "nvidia-smi-query"
+DESCRIPTION = "nvidia-smi --query-gpu=... --format=csv [-l N | -lms N], with or without header and units"
+EXTENSIONS = (".csv", ".txt", ".log")
 TOOL = "nvidia-smi"
 
 # nvidia-smi field (as printed in the header, or an alias accepted by --query-gpu) -> canonical metric.
@@ -272,11 +275,13 @@ def _utc_sql(local: str, ctx: IngestContext, offset: timedelta | None) -> str:
     return f"({local} - INTERVAL '{int(offset.total_seconds() * 1_000_000)} microseconds')"
 
 
-def _lines(con: duckdb.DuckDBPyConnection, path: Path) -> duckdb.DuckDBPyRelation:
-    """Every line of the file as one VARCHAR column ``l`` (blank lines are NULL), in file order."""
+def _lines(con: duckdb.DuckDBPyConnection, path: Path, keep: int | None = None) -> duckdb.DuckDBPyRelation:
+    """Every line of the file (or the first ``keep``) as one VARCHAR column ``l`` (blank lines are NULL),
+    in file order."""
     try:
-        return con.read_csv(str(path), header=False, delimiter="\x01", quotechar="", escapechar="",
-                            columns={"l": "VARCHAR"}, auto_detect=False)
+        lines = con.read_csv(str(path), header=False, delimiter="\x01", quotechar="", escapechar="",
+                             columns={"l": "VARCHAR"}, auto_detect=False)
+        return lines if keep is None else lines.limit(keep)
     except duckdb.Error as err:
         raise ParseError(f"cannot read the file: {str(err).splitlines()[0]}") from None
 
@@ -294,8 +299,9 @@ def parse(ctx: IngestContext) -> Trace:
     header_text = first.lstrip("\ufeff") if header_fields else None
     data_head = [ln for ln in head_lines[first_no - (0 if header_fields else 1):] if ln.strip()
                  and (header_text is None or ln != header_text)]
-    if cut:
-        data_head = data_head[:-1]  # the head may end inside a line
+    tail = file_tail(ctx.path, ctx.data)
+    if (cut or tail.cut) and len(data_head) > 1:
+        data_head = data_head[:-1]  # the head may end inside a line, and so may the file
     sep = ", " if ", " in (header_text or (data_head[0] if data_head else "")) else ","
     if header_fields:
         fields = header_fields
@@ -319,12 +325,21 @@ def parse(ctx: IngestContext) -> Trace:
         shown = ", ".join(ignored[:5]) + (f" and {len(ignored) - 5} more" if len(ignored) > 5 else "")
         trace.notes.append(f"{len(ignored)} field(s) without a dlwh metric not loaded ({shown})")
 
+    keep = None  # lines to read: all, or all but a last line cut mid-write
+    if tail.cut and tail.line > first_no and not _complete_row(tail.text, sep, n, head_rows):
+        keep = tail.line - 1
+        trace.warnings.append(cut_warning(tail.line))
+        typed_layout_allowed = False
+    else:
+        typed_layout_allowed = True
+
     where = "l IS NOT NULL" + (" AND l <> $header" if header_text else "")
     params = {"header": header_text} if header_text else {}
     split = f"string_split(l, '{sep}')"
     slow = _Rows(f"(SELECT {split} AS s FROM lines WHERE {where})", lambda i: _cell(i, sep),
                  _local_ts_sql(role["timestamp"], sep) if "timestamp" in role else "NULL", params)
-    typed_layout = _typed_columns(fields, role, sep, first_no, head_lines, header_text, head_rows)
+    typed_layout = (_typed_columns(fields, role, sep, first_no, head_lines, header_text, head_rows)
+                    if typed_layout_allowed else None)
     fast = _Rows("typed", lambda i: f"c{i}", f"c{role['timestamp']}", {}) if typed_layout else None
     suffixes = [_value_suffix(head_rows, i) for i in range(n)]
     names = ", ".join(f"'{f.metric}'" for _, f in metrics)
@@ -336,8 +351,7 @@ def parse(ctx: IngestContext) -> Trace:
     # leaves the loader's transaction on ctx.con usable.
     cur = ctx.con.cursor()
     try:
-        _check_tail(ctx.path, cur)
-        lines = _lines(cur, ctx.path)
+        lines = _lines(cur, ctx.path, keep)
         typed = _typed_reader(cur, ctx.path, typed_layout) if typed_layout else None
         # pass 1: column counts, timestamps, GPUs. DuckDB's typed CSV reader where the layout allows
         # it; it raises at a bad line, and the line-splitting path then finds and names that line.
@@ -381,7 +395,7 @@ def parse(ctx: IngestContext) -> Trace:
         cur.close()
 
     # the samples: one streaming relation on the loader's connection (names resolved from these locals)
-    lines = _lines(ctx.con, ctx.path)  # noqa: F841
+    lines = _lines(ctx.con, ctx.path, keep)  # noqa: F841
     typed = _typed_reader(ctx.con, ctx.path, typed_layout) if rows is fast else None  # noqa: F841
     trace.samples = ctx.con.sql(unpivot + body, params=rows.params)
     return trace
@@ -486,19 +500,22 @@ def _headerless_fields(ctx: IngestContext, data_head: list[str], sep: str, trace
     return fields
 
 
-def _check_tail(path: Path, con: duckdb.DuckDBPyConnection) -> None:
-    """A last line without its newline is a truncated write: ParseError with its line number."""
-    with path.open("rb") as handle:
-        handle.seek(0, 2)
-        if handle.tell() == 0:
-            return
-        handle.seek(-1, 2)
-        last = handle.read(1)
-    if last not in (b"\n", b"\r"):
-        lines = _lines(con, path)  # noqa: F841 - named in the SQL
-        count = int(con.sql("SELECT count(*) FROM lines").fetchall()[0][0])
-        raise ParseError("the last line has no newline: the file looks truncated (nvidia-smi stopped mid-line); "
-                         "delete that line, or end it with a newline if it is complete", line=count)
+def _shape(cell: str) -> str:
+    """A cell's shape: digits runs as '9', decimals kept ('45.00 W' -> '9.99 W'), to tell a cut last cell."""
+    return re.sub(r"\d+(?:\.(\d+))?", lambda m: "9" + ("." + "9" * len(m.group(1)) if m.group(1) else ""), cell)
+
+
+def _complete_row(text: str, sep: str, n: int, head_rows: list[list[str]]) -> bool:
+    """A last line without its newline is complete when it has all ``n`` cells and its last cell has a
+    shape that cell has in the rows above ('45.0' where they print '45.00 W' was cut mid-write)."""
+    cells = [c.strip() for c in text.split(sep)]
+    if len(cells) != n:
+        return False
+    last = cells[-1]
+    if last and _MARKER.match(last):
+        return True
+    shapes = {_shape(r[-1]) for r in head_rows if len(r) == n}
+    return bool(last) and (not shapes or _shape(last) in shapes)
 
 
 def _raise_first_bad(con, lines, where, params, split, n, ts_local) -> None:

@@ -19,6 +19,8 @@ from dlwh.ingest.formats.nvprof._common import header_lines, layout, quantity, t
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "nvprof-metrics"
+DESCRIPTION = "nvprof --metrics / --events tables (text or --csv): per-kernel metric values"
+EXTENSIONS = (".txt", ".log", ".csv", ".profile")
 
 _METRIC_HUMAN = re.compile(r"^[ \t]*Invocations[ \t]+Metric Name[ \t]+Metric Description[ \t]+Min[ \t]+Max[ \t]+Avg[ \t\r]*$",
                            re.MULTILINE)

@@ -26,6 +26,8 @@ from dlwh.ingest.formats.nvprof.metrics import metric_table  # metrics sections 
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "nvprof-trace"
+DESCRIPTION = "nvprof --print-gpu-trace and summary tables (text or --csv): kernels and their times"
+EXTENSIONS = (".txt", ".log", ".csv")
 
 _TRACE_HUMAN = re.compile(r"^[ \t]*Start[ \t]+Duration[ \t]+.*\bName[ \t\r]*$", re.MULTILINE)
 _TRACE_CSV = re.compile(r'^"Start","Duration",', re.MULTILINE)

@@ -33,6 +33,8 @@ from dlwh.ingest.formats.perf import _interval_sql as interval_sql
 from dlwh.ingest.trace import IngestContext, Trace, drop_scratch
 
 NAME = "perf-stat-csv"
+DESCRIPTION = "perf stat -x, (CSV), with or without -I, every column layout: counters and RAPL energy"
+EXTENSIONS = (".csv", ".txt")
 SEPARATORS = (",", ";", "\t")
 _AFTER_EVENT = 4  # run_time, enabled_pct, metric_value, metric_unit
 _SNIFF_LINES = 200

@@ -26,6 +26,8 @@ from dlwh.ingest.formats.perf import _common as common
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "perf-stat-json"
+DESCRIPTION = "perf stat -j / --json, with or without -I: counters and RAPL energy"
+EXTENSIONS = (".json", ".jsonl")
 _LABEL_KEYS = ("socket", "die", "core", "node", "cache", "cluster", "thread")
 
 

@@ -32,6 +32,8 @@ from dlwh.ingest.formats.perf import _common as common
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "perf-stat-text"
+DESCRIPTION = "perf stat human-readable output, with or without -I, any locale: counters and RAPL energy"
+EXTENSIONS = (".txt", ".log")
 
 _DIGITS = r"\d[\d.,'\u2019\u00a0\u202f\u2009]*"
 _ROW = (

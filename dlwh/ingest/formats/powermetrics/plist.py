@@ -33,6 +33,8 @@ from dlwh.ingest.formats.powermetrics._common import build_trace, window_ends
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "powermetrics-plist"
+DESCRIPTION = "macOS powermetrics -f plist: CPU, GPU, ANE, DRAM and package power, frequency, residency"
+EXTENSIONS = (".plist", ".xml")
 _SNIFF_KEYS = re.compile(r"<key>(?:elapsed_ns|is_delta|hw_model|kern_boottime)</key>")
 _DOC = re.compile(rb"(?:<\?xml[^>]*\?>\s*)?(?:<!DOCTYPE[^>]*>\s*)?<plist\b.*?</plist>", re.S)
 _NAMES = {"cpu": "CPU", "gpu": "GPU", "ane": "ANE", "dram": "DRAM", "package": "Package",

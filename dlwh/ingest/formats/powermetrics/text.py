@@ -43,6 +43,8 @@ from dlwh.ingest.formats.powermetrics._common import build_trace, window_ends
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "powermetrics-text"
+DESCRIPTION = "macOS powermetrics text: CPU, GPU, ANE, DRAM and package power, frequency, residency"
+EXTENSIONS = (".txt", ".log")
 
 HEADER_START = "*** Sampled system activity"
 _HEADER_RE = (r"^\*\*\* Sampled system activity(?: \((?P<date>(?![^()]*elapsed)[^()]+)\))?"

@@ -10,6 +10,7 @@ import io
 import re
 from pathlib import Path
 
+import duckdb
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
@@ -104,17 +105,18 @@ def gpu_name(option: object, path: Path, pattern: str, what: str) -> tuple[str, 
                      "pass --gpu NAME (e.g. --gpu A40)")
 
 
-def canonical_model(network: pd.Series) -> pd.Series:
-    """Zoo model names for Zeus network names where the zoo knows them, else the name in lower case."""
+def canonical_model(con: duckdb.DuckDBPyConnection, network: pd.Series) -> pd.Series:
+    """Zoo model names for Zeus network names where the zoo knows them, else the name in lower case.
+
+    Resolved through the warehouse's ``model_aliases`` table (the zoo's alias table, seeded whenever the
+    warehouse is opened for writing), matched on the same key as the SQL views use.
+    """
     lowered = network.str.strip().str.lower()
+    names = pd.DataFrame({"name": lowered.dropna().unique()})
     try:
-        from dlwh.models import normalise_name  # the zoo's own alias table
-    except ImportError:
+        rows = con.execute(
+            "SELECT n.name, a.model FROM names n JOIN model_aliases a "
+            "ON a.alias_key = regexp_replace(lower(n.name), '[^a-z0-9]', '', 'g')").fetchall()
+    except duckdb.CatalogException:  # a connection without the warehouse schema: names as given
         return lowered
-    mapping = {}
-    for name in lowered.unique():
-        try:
-            mapping[name] = normalise_name(name) or name
-        except Exception:  # unknown to the zoo: keep the name as given
-            mapping[name] = name
-    return lowered.map(mapping)
+    return lowered.map(dict(rows)).fillna(lowered)

@@ -20,6 +20,8 @@ from dlwh.ingest.formats.zeus import _common as _zeus
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "zeus-profile"
+DESCRIPTION = "Zeus power-limit profile <GPU>+<model>+gpu<ids>.csv: time and energy per window and limit"
+EXTENSIONS = (".csv",)
 WHAT = "Zeus power-limit profile"
 _ENERGY = re.compile(r"^gpu(\d+)_energy$")
 _FILE = re.compile(r"^([^+]+)\+(.+)\+gpu[\d,]+\.csv$", re.IGNORECASE)
@@ -84,6 +86,6 @@ def parse(ctx: IngestContext) -> Trace:
             "avg_power_w": energy / elapsed,
         }, index=raw.index))
     out = pd.concat(frames, ignore_index=True)
-    out["model"] = _zeus.canonical_model(out["network"].fillna("")).replace("", None)
+    out["model"] = _zeus.canonical_model(ctx.con, out["network"].fillna("")).replace("", None)
     notes.append(f"{len(raw)} windows x {len(energy_cols)} GPU(s)")
     return Trace(format=NAME, tables={"zeus_profile_windows": out}, notes=notes, warnings=warnings)

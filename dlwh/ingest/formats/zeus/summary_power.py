@@ -16,6 +16,8 @@ from dlwh.ingest.formats.zeus import _common as _zeus
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "zeus-summary-power"
+DESCRIPTION = "Zeus summary_power_<gpu>.csv: average power per model, batch size and power limit"
+EXTENSIONS = (".csv",)
 COLUMNS = ("dataset", "network", "batch_size", "optimizer", "power_limit", "time_per_epoch", "average_power")
 WHAT = "Zeus summary_power"
 
@@ -45,7 +47,7 @@ def parse(ctx: IngestContext) -> Trace:
         "time_per_epoch_s": _zeus.numbers(raw, "time_per_epoch", WHAT, positive=True),
         "avg_power_w": _zeus.numbers(raw, "average_power", WHAT, positive=True),
     }, index=raw.index)
-    out["model"] = _zeus.canonical_model(out["network"])
+    out["model"] = _zeus.canonical_model(ctx.con, out["network"])
     key = ["dataset", "network", "batch_size", "optimizer", "power_limit_w"]
     dup = out.duplicated(key)
     if dup.any():

@@ -15,6 +15,8 @@ from dlwh.ingest.formats.zeus import _common as _zeus
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "zeus-summary-train"
+DESCRIPTION = "Zeus summary_train.csv: epochs and time to accuracy per model, batch size and power limit"
+EXTENSIONS = (".csv",)
 COLUMNS = ("dataset", "network", "batch_size", "optimizer", "learning_rate", "run", "target_metric",
            "target_epoch")
 WHAT = "Zeus summary_train"
@@ -47,7 +49,7 @@ def parse(ctx: IngestContext) -> Trace:
         "target_metric": _zeus.numbers(raw, "target_metric", WHAT),
         "target_epoch": epoch.astype("Int64"),
     }, index=raw.index)
-    out["model"] = _zeus.canonical_model(out["network"])
+    out["model"] = _zeus.canonical_model(ctx.con, out["network"])
     reached = int(out["target_epoch"].notna().sum())
     notes = [f"{len(out)} rows, {reached} with the target reached"]
     return Trace(format=NAME, tables={"zeus_train_summary": out.reset_index(drop=True)}, notes=notes)
