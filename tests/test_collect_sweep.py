@@ -56,6 +56,13 @@ def test_runs_once_per_limit_and_restores(nv, tmp_path):
     assert logs[-1] == "restored power limits: GPU 0 700 W"
 
 
+def test_sweep_runs_redact_secrets_of_the_command_line(nv, tmp_path):
+    res = sweep(["sh", "-c", "true", "sh", "--password", "hunter2-planted"], [300], out=tmp_path / "sw",
+                sources="nvml", quiet=True)
+    assert res[0].manifest["command"] == ["sh", "-c", "true", "sh", "--password", "***"]
+    assert b"hunter2-planted" not in (res[0].run_dir / "run.json").read_bytes()
+
+
 def test_out_of_range_is_refused_before_anything_runs(nv, tmp_path):
     marker = tmp_path / "ran"
     with pytest.raises(SweepError) as err:

@@ -283,6 +283,8 @@ def test_base_url_and_token_from_environment_and_cli(con, db_path, server, runne
     (429, b'{"message": "Too many requests"}', {"Retry-After": "30"},
      "rate limit reached (HTTP 429: Too many requests ***); wait 30 s"),
     (400, b'{"error": "zone XX does not exist"}', {}, "rejected the request (HTTP 400 for 127.0.0.1"),
+    (404, b'{"message": "no such zone"}', {}, "has no such resource (HTTP 404 for 127.0.0.1"),
+    (503, b"maintenance", {}, "server error (HTTP 503"),
     (502, b"<html>bad gateway</html>", {}, "server error (HTTP 502"),
     (302, b"", {"Location": "http://elsewhere.example/v3/carbon-intensity/history"},
      "redirected 127.0.0.1"),
@@ -428,6 +430,11 @@ def test_plain_http_needs_allow_http_and_credentials_in_the_url_are_refused(con,
         fetch(con, "DE", token=TOKEN, base_url=f"https://me:{TOKEN}@api.example/v3")
     assert str(caught.value) == ("API URL 'https://me:***@api.example/v3' holds a user name or password; remove it "
                                  "(the token goes in the auth-token header)")
+    with pytest.raises(UsageError) as caught:
+        fetch(con, "DE", token=TOKEN, base_url=f"https://api.example/v3?auth-token={TOKEN}")
+    assert str(caught.value) == ("API URL 'https://api.example/v3?***' has a query or fragment; give the base URL "
+                                 "only, such as https://api.electricitymaps.com/v3 (the token goes in the auth-token "
+                                 "header)")
     con.close()
     fresh = db_path.with_name("never.duckdb")
     result = invoke(runner, "carbon", "fetch", "--zone", "DE", "--db", str(fresh),

@@ -148,6 +148,7 @@ def test_bad_tag_and_bad_tz_are_usage_errors(tmp_path, db_path, runner):
     assert result.exit_code == 2 and "is not key=value" in result.stderr
 
 
+@pytest.mark.slow
 def test_killed_mid_ingest_leaves_the_warehouse_as_it_was(tmp_path, db_path):
     """A process killed (SIGKILL) while loading a large file leaves no partial rows."""
     con = duckdb.connect(str(db_path))

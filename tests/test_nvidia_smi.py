@@ -359,6 +359,7 @@ def test_wrong_column_count_names_the_line(con, tmp_path):
     assert counts(con) == (0, 0, 0, 0)
 
 
+@pytest.mark.slow
 def test_bad_timestamp_and_appended_other_header(con, tmp_path):
     bad = TWO_GPUS.replace("2026/11/21 11:15:00.200", "2026/13/45 11:15:00.200")
     result = ingest_one(con, write(tmp_path, "ts.csv", bad), tz="UTC")
@@ -408,6 +409,7 @@ def test_sniffers_claim_only_their_own_layouts():
     assert not nvidia_smi_dmon.sniff("# gpu        pid  type    sm   mem   enc   dec   command\n", Path("x"))
 
 
+@pytest.mark.slow
 def test_bulk_file_takes_the_fast_path_and_matches_the_line_path(tmp_path):
     """The generated benchmark layout (typed CSV reader) and the same rows with a repeated header
     (line-splitting path) load identical samples."""

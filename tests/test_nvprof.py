@@ -128,6 +128,7 @@ def test_metrics_fixture(con, fixtures_dir):
     assert spr["description"] == "Shared Memory Load Transactions Per Request" and spr["max_value"] == 0.0
 
 
+@pytest.mark.slow
 def test_csv_trace_and_metrics_beside_power(con, tmp_path):
     run = make_run(tmp_path / "run", seconds=2, power=lambda s: 100.0)
     (run / "gpu_trace.csv").write_text(CSV_TRACE)
@@ -157,6 +158,7 @@ def test_csv_trace_and_metrics_beside_power(con, tmp_path):
     assert energy["flops_per_j"] == pytest.approx(2147483648 / (100.0 * 25e-6))
 
 
+@pytest.mark.slow
 def test_summary_modes(con, tmp_path):
     (tmp_path / "summary.txt").write_text(SUMMARY)
     (tmp_path / "old.txt").write_text(OLD_SUMMARY)
@@ -184,6 +186,7 @@ def test_summary_modes(con, tmp_path):
     assert csv[1][0] == "API calls" and csv[1][7] == "cudaMemcpy"
 
 
+@pytest.mark.slow
 def test_events(con, tmp_path):
     (tmp_path / "events.txt").write_text(EVENTS)
     [result] = ingest_paths(con, [tmp_path / "events.txt"])
@@ -218,6 +221,7 @@ def test_cut_last_row_loads_the_rest_and_warns(con, tmp_path, text, cut):
     ("badsummary.txt", "==1== Profiling result:\n            Type  Time(%)      Time     Calls       Avg       Min       Max  Name\n"
                        " GPU activities:   lots\n", "summary row not of the form", 3),
 ])
+@pytest.mark.slow
 def test_bad_files_change_nothing(con, tmp_path, fixtures_dir, name, text, message, line):
     ingest_paths(con, [fixtures_dir / "nvprof"], IngestOptions(start=START))
     counts = lambda: [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]

@@ -120,6 +120,7 @@ def _assert_same(pandas_path: dict, sql_path: dict) -> None:
         assert sql_path[name] == pandas_path[name], name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_interval_files_same_both_ways(tmp_path, monkeypatch, case):
     text, options = CASES[case]
@@ -186,6 +187,7 @@ BAD_FILES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
 def test_bad_lines_refused_alike_by_every_path(tmp_path, monkeypatch, case):
     path = tmp_path / f"{case}.csv"
@@ -215,6 +217,7 @@ def test_last_line_without_line_end_alike_by_every_path(tmp_path, monkeypatch, t
         assert outcome == "loaded", message
 
 
+@pytest.mark.slow
 def test_the_warning_and_the_runs_are_kept(tmp_path, monkeypatch):
     text, options = CASES["ties"]
     path = tmp_path / "ties.csv"
@@ -227,6 +230,7 @@ def test_the_warning_and_the_runs_are_kept(tmp_path, monkeypatch):
     assert len(samples) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FIXTURES)
 def test_interval_fixtures_same_both_ways(tmp_path, monkeypatch, fixtures_dir, name):
     by_pandas, by_sql = _ingest_both(tmp_path, monkeypatch, fixtures_dir / "perf" / name,
@@ -235,6 +239,7 @@ def test_interval_fixtures_same_both_ways(tmp_path, monkeypatch, fixtures_dir, n
     _assert_same(by_pandas, by_sql)
 
 
+@pytest.mark.slow
 def test_benchmark_layout_same_both_ways(tmp_path, monkeypatch):
     """The generated file of benchmarks/bench_ingest.py, 20,000 lines."""
     import importlib.util
