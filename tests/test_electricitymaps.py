@@ -129,6 +129,19 @@ def test_hourly_csv_new_header(con, tmp_path):
     ]
 
 
+def test_csv_cut_last_line_loads_the_complete_rows_and_warns(con, tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text(NEW_HEADER + "\n"
+                    "2021-01-01 00:00:00,Sweden,Sweden,SE,2.54,30.02,99.42,60.13,svk.se,true,ESTIMATED_FORECASTS_HIERARCHY\n"
+                    "2021-01-01 01:00:00,Sweden,Sweden,SE,2.6,30.32,99.4,59.52,svk.se,true,ESTIMATED_FORECASTS_HIERARCHY\n"
+                    "2021-01-01 02:00:00,Sweden,Swe")
+    [result] = ingest_paths(con, [path])
+    assert result.outcome == "loaded-with-warnings", result.describe()
+    assert result.message.endswith("; line 4 is cut off (the recording stopped mid-line?): skipped")
+    assert [r[:4] for r in _rows(con)] == [("SE", datetime(2021, 1, 1, 0), 3600.0, 30.02),
+                                           ("SE", datetime(2021, 1, 1, 1), 3600.0, 30.32)]
+
+
 def test_old_header_monthly_and_yearly_periods(con, tmp_path):
     (tmp_path / "monthly.csv").write_text(
         OLD_HEADER + "\n2022-01-01 00:00:00,Germany,Germany,DE,380.1,420.5,50,45,entsoe.eu,false,\n"
