@@ -260,6 +260,12 @@ def test_sql_piped_to_head_through_a_shell(db_path):
                                           f"--db {db_path} | head -2"],
                            capture_output=True, text=True, env=_env(), timeout=120)
     assert (shell.returncode, shell.stdout, shell.stderr) == (0, "range\n0\n", "")
+    # outside a command too: help text into a closed pipe (click/rich would exit 1)
+    shell = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd} --help | head -1 > /dev/null; echo $?; "
+                                          f"{cmd} sql 'SELECT 1' --db {db_path.parent / 'none.duckdb'} > /dev/null"],
+                           capture_output=True, text=True, env=_env(), timeout=120)
+    assert shell.stdout == "0\n"
+    assert shell.returncode == 1  # a real failure with stdout on /dev/null is still one
 
 
 HOLD = """
