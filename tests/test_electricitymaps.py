@@ -320,7 +320,8 @@ def test_bad_answers_are_clear_and_change_nothing(con, server, db_path, runner, 
     (503, b"busy", {}, 0),
     (502, b"bad gateway", {}, 0),
 ])
-def test_429_and_5xx_are_retried(con, server, first):
+def test_429_and_5xx_are_retried(con, server, first, monkeypatch):
+    monkeypatch.setattr("dlwh.carbon.emaps_http.BACKOFF_S", 0.01)  # urllib3 waits 0, then 2 x this
     history = _Replay.routes["/v3/carbon-intensity/history"]
     _Replay.routes["/v3/carbon-intensity/history"] = [first, first, history]
     result = fetch(con, "DE", token=TOKEN, base_url=server, allow_http=True, retries=2)
@@ -329,7 +330,8 @@ def test_429_and_5xx_are_retried(con, server, first):
     assert {tok for _, _, tok in _Replay.seen} == {TOKEN}
 
 
-def test_retries_run_out_with_a_clear_message(con, server):
+def test_retries_run_out_with_a_clear_message(con, server, monkeypatch):
+    monkeypatch.setattr("dlwh.carbon.emaps_http.BACKOFF_S", 0.01)
     _Replay.routes["/v3/carbon-intensity/history"] = (429, b'{"message": "slow down"}', {"Retry-After": "0"}, 0)
     with pytest.raises(DlwhError) as caught:
         fetch(con, "DE", token=TOKEN, base_url=server, allow_http=True, retries=2)
