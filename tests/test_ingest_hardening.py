@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dlwh.ingest.formats import nvidia_smi_query
+from dlwh.ingest.formats.nvidia_smi import query as nvidia_smi_query
 from dlwh.ingest.loader import IngestOptions, format_summary, ingest_paths
 from dlwh.ingest.validate import Limits
 from tests.conftest import invoke

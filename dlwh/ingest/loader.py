@@ -23,7 +23,7 @@ from dlwh._lazy import pandas as pd
 from dlwh.errors import DlwhError, ParseError
 from dlwh.ingest.failure import describe, describe_duckdb_error  # noqa: F401  (describe_duckdb_error: API)
 from dlwh.ingest import formats
-from dlwh.ingest.formats.dlwh_manifest import load_manifest
+from dlwh.ingest.formats.dlwh.manifest import load_manifest
 from dlwh.ingest.timeutil import local_zone, parse_utc, to_naive_utc, zone_from_name, zone_name
 from dlwh.ingest.trace import IngestContext, RunInfo, Table, Trace, drop_scratch
 from dlwh.ingest import validate
@@ -223,7 +223,7 @@ class _Loader:
         module = formats.detect(head.decode("utf-8", errors="replace"), path)
         if module is None:
             return FileResult(path, "failed" if explicit else "skipped",
-                              message="not a trace format dlwh knows (see README, 'Formats')")
+                              message="not a trace format dlwh knows (see docs/formats.md)")
         sha, data = _hash_and_keep(path, KEEP_BYTES)
         known = self.con.execute("SELECT path, options FROM files WHERE sha256 = ? ORDER BY path = ? DESC LIMIT 1",
                                  [sha, str(path)]).fetchone()
@@ -294,7 +294,7 @@ class _Loader:
                                "LIMIT 1", [sha]).fetchall()
         if not row:
             return False
-        self.con.executemany("INSERT OR REPLACE INTO run_tags VALUES (?, ?, ?, ?)",
+        self.con.executemany("INSERT OR REPLACE INTO run_tags (run_id, key, value, file_sha256) VALUES (?, ?, ?, ?)",
                              [(row[0][0], key, value, sha) for key, value in self.options.tags.items()])
         return True
 
@@ -346,7 +346,8 @@ class _Loader:
             kinds = {str(k): str(v) for k, v in zip(sensors["sensor_key"], sensors["kind"])} \
                 if not isinstance(sensors, duckdb.DuckDBPyRelation) else dict(sensors.select("sensor_key, kind").fetchall())
             self._insert_select(lambda types: (
-                "INSERT INTO sensors SELECT $prefix || sensor_key, $run_id, $sha, kind, name, "
+                "INSERT INTO sensors (sensor_id, run_id, file_sha256, kind, name, device_index, device_uuid, device_name, tool) "
+                "SELECT $prefix || sensor_key, $run_id, $sha, kind, name, "
                 f"{validate.check_integer('device_index', 'device_index', 'INTEGER', where='sensor_key', source_type=types.get('device_index'))}, "
                 "device_uuid, device_name, tool FROM _dlwh_stage", base), sensors)
         if trace.samples is not None:
@@ -359,7 +360,8 @@ class _Loader:
             ts = validate.check_time("ts", "time", limits, line, where="sensor_key")
             duration = validate.check_number("duration_s", "duration_s", 0.0, validate.MAX_DURATION_S, line, where="sensor_key", unit="s")
             rows += self._insert_select(
-                f"INSERT INTO samples SELECT $prefix || sensor_key, {ts}, metric, unit, {value}, {duration}, $sha "
+                "INSERT INTO samples (sensor_id, ts, metric, unit, value, duration_s, file_sha256) "
+                f"SELECT $prefix || sensor_key, {ts}, metric, unit, {value}, {duration}, $sha "
                 "FROM _dlwh_stage WHERE ts IS NOT NULL", samples, {**ceilings, "prefix": base["prefix"], "sha": sha})
         if trace.counters is not None:
             counters = _with_columns(trace.counters, ("perf_run", "ts", "interval_s", "cpu", "pmu", "event",
@@ -373,7 +375,9 @@ class _Loader:
                 def i(col: str, sql_type: str) -> str:
                     return validate.check_integer(col, col, sql_type, line, where="event", source_type=types.get(col))
 
-                return (f"INSERT INTO counters SELECT $run_id, $sha, {i('perf_run', 'INTEGER')}, "
+                return ("INSERT INTO counters (run_id, file_sha256, perf_run, ts, interval_s, cpu, pmu, event, value, unit, "
+                        "reason, run_time_ns, enabled_pct) "
+                        f"SELECT $run_id, $sha, {i('perf_run', 'INTEGER')}, "
                         f"{validate.check_time('ts', 'time', limits, line, where='event')}, {n('interval_s', 0.0)}, "
                         f"cpu, pmu, event, {n('value')}, unit, reason, {i('run_time_ns', 'BIGINT')}, "
                         f"{n('enabled_pct', 0.0, 100.0)} FROM _dlwh_stage", {"run_id": run_id, "sha": sha})
@@ -391,7 +395,9 @@ class _Loader:
                     return validate.check_integer(col, col, "BIGINT", line, where="'span ' || span_id",
                                                   source_type=types.get(col))
 
-                return (f"INSERT INTO spans SELECT $run_id, span_id, parent_id, kind, name, {t('start_ts')}, "
+                return ("INSERT INTO spans (run_id, span_id, parent_id, kind, name, start_ts, end_ts, start_mono_ns, "
+                        "end_mono_ns, attrs, file_sha256) "
+                        f"SELECT $run_id, span_id, parent_id, kind, name, {t('start_ts')}, "
                         f"{t('end_ts')}, {i('start_mono_ns')}, {i('end_mono_ns')}, attrs, $sha FROM _dlwh_stage",
                         {"run_id": run_id, "sha": sha})
             rows += self._insert_select(spans_sql, spans)
@@ -420,12 +426,13 @@ class _Loader:
     def _insert_run(self, run: RunInfo, sha: str) -> None:
         self.con.execute("DELETE FROM runs WHERE run_id = ? AND source = 'file'", [run.run_id])
         self.con.execute(
-            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, 'manifest', ?, ?)",
+            "INSERT OR REPLACE INTO runs (run_id, host, start_ts, end_ts, command, exit_code, timezone, source, "
+            "manifest_json, file_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, 'manifest', ?, ?)",
             [run.run_id, run.host, run.start_ts, run.end_ts, run.command, run.exit_code, run.timezone,
              run.manifest_json, sha])
         tags = {**run.tags, **self.options.tags}
         for key, value in tags.items():
-            self.con.execute("INSERT OR REPLACE INTO run_tags VALUES (?, ?, ?, ?)", [run.run_id, key, value, sha])
+            self.con.execute("INSERT OR REPLACE INTO run_tags (run_id, key, value, file_sha256) VALUES (?, ?, ?, ?)", [run.run_id, key, value, sha])
 
     def _ensure_file_run(self, run_id: str, sha: str, ctx: IngestContext) -> None:
         """A loose file (no manifest) gets a run of its own, spanning its samples."""
@@ -435,7 +442,7 @@ class _Loader:
                 "INSERT INTO runs (run_id, timezone, source, file_sha256) VALUES (?, ?, 'file', ?)",
                 [run_id, ctx.tz_name, sha])
             for key, value in self.options.tags.items():
-                self.con.execute("INSERT OR REPLACE INTO run_tags VALUES (?, ?, ?, ?)", [run_id, key, value, sha])
+                self.con.execute("INSERT OR REPLACE INTO run_tags (run_id, key, value, file_sha256) VALUES (?, ?, ?, ?)", [run_id, key, value, sha])
         self.con.execute(
             "UPDATE runs SET start_ts = b.lo, end_ts = b.hi FROM ("
             "  SELECT min(s.ts) AS lo, max(s.ts) AS hi FROM samples s JOIN sensors se USING (sensor_id)"
