@@ -228,30 +228,37 @@ steps AS (
 events AS (
     -- samples (kind 0), counter readings (kind 1, on the host series), span edges (2: start, 3: end);
     -- at equal times samples come first, then counter readings, so that an edge at a sample's or a
-    -- reading's time falls in the step and the counter interval that start there
-    SELECT sid, ts, 0 AS kind, 1 AS n, 0 AS nc,
+    -- reading's time falls in the step and the counter interval that start there. n counts samples
+    -- and counter readings in one DOUBLE (samples + 2^26 x readings: exact below 2^26 readings of a
+    -- series), so that one running sum gives both
+    SELECT sid, ts, 0 AS kind, 1.0 AS n,
            CASE WHEN step_s IS NULL OR is_gap THEN 0.0 ELSE (power_w + next_power_w) / 2 * step_s END AS step_energy_j,
            CASE WHEN is_gap THEN step_s ELSE 0.0 END AS step_gap_s,
            NULL::BIGINT AS pid, NULL::DOUBLE AS counter_j
     FROM steps
     UNION ALL
-    SELECT i.sid, c.ts, 1, 0, 1, 0.0, 0.0, NULL, c.e_j
+    SELECT i.sid, c.ts, 1, 67108864.0, 0.0, 0.0, NULL, c.e_j
     FROM cnt c JOIN ids i ON i.sensor_id = c.sensor_id AND i.host
     UNION ALL
-    SELECT sid, start_ts, 2, 0, 0, 0.0, 0.0, pid, NULL FROM pairs
+    SELECT sid, start_ts, 2, 0.0, 0.0, 0.0, pid, NULL FROM pairs
     UNION ALL
-    SELECT sid, end_ts, 3, 0, 0, 0.0, 0.0, pid, NULL FROM pairs
+    SELECT sid, end_ts, 3, 0.0, 0.0, 0.0, pid, NULL FROM pairs
 ),
 walked AS (
     -- running sums only (sort 2): at an edge, the integral through the step it falls in, that
-    -- step's seq (0: before the first sample) and the number of counter readings up to it
-    SELECT sid, ts, kind, pid, counter_j,
-           sum(step_energy_j) OVER w AS energy_through_j,
-           sum(step_gap_s)    OVER w AS gap_through_s,
-           sum(n)             OVER w AS seq,
-           sum(nc)            OVER w AS ck
-    FROM events
-    WINDOW w AS (PARTITION BY sid ORDER BY ts, kind ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    -- step's seq (0: before the first sample) and the number of counter readings up to it (ck)
+    SELECT sid, ts, kind, pid, counter_j, energy_through_j, gap_through_s,
+           CAST(counts - floor(counts / 67108864.0) * 67108864.0 AS BIGINT) AS seq,
+           CAST(floor(counts / 67108864.0) AS BIGINT) AS ck
+    FROM (
+        SELECT sid, ts, kind, pid, counter_j,
+               sum(step_energy_j) OVER w AS energy_through_j,
+               sum(step_gap_s)    OVER w AS gap_through_s,
+               sum(n)             OVER w AS counts
+        FROM events
+        WINDOW w AS (PARTITION BY sid ORDER BY ts, kind ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    )
+    WHERE kind > 0
 ),
 edges AS MATERIALIZED (
     SELECT e.sid, e.pid, e.kind, e.ts, e.ck, e.counter_j,
@@ -269,7 +276,6 @@ edges AS MATERIALIZED (
                 ELSE c.power_w + (c.next_power_w - c.power_w) * epoch(e.ts - c.ts) / nullif(c.step_s, 0) END AS p_w
     FROM walked e
     LEFT JOIN steps c ON c.sid = e.sid AND c.seq = e.seq
-    WHERE e.kind > 0
 ),
 civ0 AS (
     -- counter intervals k of each host series: from reading k to reading k + 1, with the integral
