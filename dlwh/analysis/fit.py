@@ -135,7 +135,8 @@ def _store(con, gpu, target, algo, learner: L.Learner, rows: pd.DataFrame, sha: 
                if k in ("cv", "n", "mape_pct", "r2_log")}
     con.execute("DELETE FROM fitted_models WHERE model_id = ?", [f"{gpu}/{target}/{algo}"])
     con.execute(
-        "INSERT INTO fitted_models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO fitted_models (model_id, gpu_scope, target, algo, fitted_at, data_sha256, n_rows, features, "
+        "feature_ranges, metrics, params, summary, versions, blob) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [f"{gpu}/{target}/{algo}", gpu, target, algo, at, sha, int(learner.n_rows or len(rows)),
          json.dumps(features), json.dumps(ranges), json.dumps(metrics), json.dumps(learner.params(), default=str),
          summary, json.dumps(_versions()), pickle.dumps(learner)],
@@ -146,7 +147,8 @@ def _store_scores(con, scores: list[dict], at: datetime) -> None:
     for s in scores:
         con.execute("DELETE FROM fit_scores WHERE gpu_scope = ? AND target = ? AND algo = ? AND cv = ?",
                     [s["gpu"], s["target"], s["algo"], s["cv"]])
-        con.execute("INSERT INTO fit_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        con.execute("INSERT INTO fit_scores (gpu_scope, target, algo, cv, n, mape_pct, r2, fitted_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [s["gpu"], s["target"], s["algo"], s["cv"], s["n"],
                      None if not np.isfinite(s["mape_pct"]) else s["mape_pct"],
                      None if not np.isfinite(s["r2_log"]) else s["r2_log"], at])
