@@ -225,6 +225,25 @@ def test_span_stats_and_phase_sums_by_hand(tmp_path, con):
     assert ps[4] == pytest.approx(0.0, abs=1e-9)
 
 
+def test_report_per_phase_section(tmp_path, con):
+    from dlwh.analysis.report import _table
+    from dlwh.analysis.span_report import per_phase_html
+
+    assert per_phase_html(con, _table) == ""  # no repeated spans: no section
+    rows = [(k / 100, 100.0, 100.0 * k / 100 if k % 10 == 0 else None) for k in range(401)]
+    spans = []
+    for i in range(3):
+        a = 0.2 + i
+        spans.append({"id": f"s{i}", "kind": "step", "name": "step", "start_s": a, "end_s": a + 1.0})
+        spans.append({"id": f"f{i}", "parent": f"s{i}", "name": "forward", "start_s": a, "end_s": a + 0.4})
+    load(con, write_run(tmp_path / "rep", rows, spans))
+    page = per_phase_html(con, _table, min_repeats=3)
+    assert "<h2>Energy per phase (repeated spans)</h2>" in page and "<h3>run-s</h3>" in page
+    assert "<td>forward</td>" in page and "<td>40</td>" in page      # 100 W x 0.4 s
+    assert "<td>step</td>" in page and "<td>-60</td>" in page        # the forward phase is 40 % of each step
+    assert per_phase_html(con, _table) == ""  # 3 repetitions are fewer than the default 10
+
+
 def test_t_quantile_macro(con):
     got = [con.execute("SELECT dlwh_t975(?)", [nu]).fetchone()[0] for nu in (1, 2, 3, 10, 30, 1000)]
     assert got[:3] == [12.706, 4.303, 3.182]

@@ -12,7 +12,8 @@ MIN_REPEATS = 10
 MAX_RUNS = 5
 
 
-def per_phase_html(con: duckdb.DuckDBPyConnection, table: Callable[..., str]) -> str:
+def per_phase_html(con: duckdb.DuckDBPyConnection, table: Callable[..., str],
+                   min_repeats: int = MIN_REPEATS) -> str:
     """HTML for the runs (latest first, at most MAX_RUNS) with step/phase spans repeated MIN_REPEATS+ times.
 
     ``table`` renders a pandas DataFrame (the report's own table style).
@@ -20,7 +21,7 @@ def per_phase_html(con: duckdb.DuckDBPyConnection, table: Callable[..., str]) ->
     runs = [r[0] for r in con.execute(
         "SELECT s.run_id FROM span_stats s LEFT JOIN runs r USING (run_id) "
         "WHERE s.kind IN ('step', 'phase') AND s.n >= ? GROUP BY s.run_id "
-        "ORDER BY max(r.start_ts) DESC NULLS LAST, s.run_id LIMIT ?", [MIN_REPEATS, MAX_RUNS]).fetchall()]
+        "ORDER BY max(r.start_ts) DESC NULLS LAST, s.run_id LIMIT ?", [min_repeats, MAX_RUNS]).fetchall()]
     if not runs:
         return ""
     parts = ["<h2>Energy per phase (repeated spans)</h2>",
@@ -35,12 +36,12 @@ def per_phase_html(con: duckdb.DuckDBPyConnection, table: Callable[..., str]) ->
             "round(mean_energy_j, 3) AS energy_j, round(energy_ci95_j, 3) AS \"± J\", "
             "round(mean_power_w, 1) AS power_w, round(power_ci95_w, 1) AS \"± W\", n_unresolved "
             "FROM span_stats WHERE run_id = ? AND kind IN ('step', 'phase') AND n >= ? "
-            "ORDER BY kind DESC, mean_energy_j DESC", [run, MIN_REPEATS]).df()
+            "ORDER BY kind DESC, mean_energy_j DESC", [run, min_repeats]).df()
         sums = con.execute(
             "SELECT kind, name, device, n, children, round(mean_energy_j, 3) AS mean_j, "
             "round(energy_ci95_j, 3) AS \"± J\", round(children_mean_energy_j, 3) AS children_sum_j, "
             "round(children_diff_pct, 2) AS diff_pct "
-            "FROM span_phase_sums WHERE run_id = ? AND kind = 'step' AND n >= ?", [run, MIN_REPEATS]).df()
+            "FROM span_phase_sums WHERE run_id = ? AND kind = 'step' AND n >= ?", [run, min_repeats]).df()
         parts.append(f"<h3>{html.escape(run)}</h3>" + table(stats))
         if len(sums):
             parts.append("<p class='note'>Phases against their step:</p>" + table(sums))
