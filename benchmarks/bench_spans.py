@@ -14,7 +14,7 @@ both edges of each span (``span(..., energy=True)``: the span attribute ``energy
 separate from the collector's counter reads (every 100 ms) that the counter methods use. Also: the
 default (``span_energy_best``) per span length; phase means against the step mean (``span_phase_sums``);
 run totals against the counter; nested spans against their parent; and the repeated 0.05 s spans'
-``span_stats`` at 10 ms and at 100 ms sampling (every 10th reading kept).
+``span_stats`` with every reading and with every 5th power and counter reading kept.
 
     python benchmarks/bench_spans.py --parts speed,accuracy --markdown out.md
 """
@@ -92,9 +92,15 @@ def child_speed(db: str, view: str, threads: int) -> dict:
     con = duckdb.connect(db)
     con.execute("SET enable_progress_bar = false")
     con.execute(f"SET threads = {int(threads)}")
+    import resource
+
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     t = time.perf_counter()
     n, total = con.execute(QUERIES[view]).fetchone()
-    return {"view": view, "rows": n, "sum": total, "query_s": round(time.perf_counter() - t, 3)}
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return {"view": view, "rows": n, "sum": total, "query_s": round(wall, 3), "cpu_s": round(cpu, 3)}
 
 
 def speed(samples: int, spans: int, threads: int, repeat: int, data: Path) -> dict:
@@ -118,8 +124,10 @@ def speed(samples: int, spans: int, threads: int, repeat: int, data: Path) -> di
                                capture_output=True, text=True, check=True)
             runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
         out[view] = dict(runs[-1], query_s=statistics.median(r["query_s"] for r in runs),
-                         queries_s=[r["query_s"] for r in runs], load_average=os.getloadavg()[0])
+                         queries_s=[r["query_s"] for r in runs], cpu_s=statistics.median(r["cpu_s"] for r in runs),
+                         load_average=os.getloadavg()[0])
         print(f"  {view}: {out[view]['query_s']:.2f} s (median of {repeat}: {out[view]['queries_s']}), "
+              f"CPU {out[view]['cpu_s']:.2f} s, "
               f"{out[view]['rows']:,} rows; load average {os.getloadavg()[0]:.1f}", flush=True)
     return out
 
@@ -201,23 +209,65 @@ def accuracy(busy: Path, train: Path) -> dict:
             FROM span_energy_best b JOIN spans sp USING (run_id, span_id)
             WHERE sp.kind = 'epoch' AND json_extract(sp.attrs, '$.energy_j') IS NOT NULL GROUP BY ALL ORDER BY ALL""")
         con.close()
-        # sampling-interval independence: keep every 10th power_instant reading (100 ms) and compare span_stats
+        # sampling-interval independence: keep every 5th power and counter reading and compare span_stats
         con = open_warehouse(str(tmp / "w.duckdb"))
         stats10 = {(r["run_id"], r["kind"], r["name"]): r for r in _rows(con, "SELECT * FROM span_stats")}
-        con.execute("""DELETE FROM samples WHERE metric IN ('power_instant', 'power') AND (sensor_id, ts) IN (
-            SELECT sensor_id, ts FROM (SELECT sensor_id, ts, row_number() OVER (PARTITION BY sensor_id, metric
-            ORDER BY ts) AS k FROM samples WHERE metric IN ('power_instant', 'power')) WHERE k % 10 <> 1)""")
+        con.execute("""DELETE FROM samples WHERE metric IN ('power_instant', 'power', 'energy_total') AND (sensor_id, metric, ts) IN (
+            SELECT sensor_id, metric, ts FROM (SELECT sensor_id, metric, ts, row_number() OVER (PARTITION BY sensor_id, metric
+            ORDER BY ts) AS k FROM samples WHERE metric IN ('power_instant', 'power', 'energy_total')) WHERE k % 5 <> 1)""")
         stats100 = {(r["run_id"], r["kind"], r["name"]): r for r in _rows(con, "SELECT * FROM span_stats")}
         res["sampling"] = [
             {"run_id": k[0], "kind": k[1], "name": k[2], "n": a["n"],
-             "mean_10ms_j": a["mean_energy_j"], "ci95_10ms_j": a["energy_ci95_j"],
-             "mean_100ms_j": stats100[k]["mean_energy_j"], "ci95_100ms_j": stats100[k]["energy_ci95_j"],
+             "mean_all_j": a["mean_energy_j"], "ci95_all_j": a["energy_ci95_j"],
+             "mean_every5th_j": stats100[k]["mean_energy_j"], "ci95_every5th_j": stats100[k]["energy_ci95_j"],
              "diff_j": stats100[k]["mean_energy_j"] - a["mean_energy_j"]}
             for k, a in sorted(stats10.items()) if k in stats100 and k[1] in ("phase", "step")]
         con.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return res
+
+
+HELD_SPANS = """
+-- spans whose edges are held-out counter readings: the truth is the difference of two readings
+INSERT INTO spans (run_id, span_id, parent_id, kind, name, start_ts, end_ts, attrs, file_sha256)
+SELECT h.run_id, 'held-' || a.k || '-' || ?, NULL, 'held', ?, a.ts, b.ts,
+       json_object('energy_j', b.value - a.value, 'length_s', ?), 'heldout'
+FROM held a JOIN held b ON b.sensor_id = a.sensor_id AND b.k = a.k + ?
+JOIN sensors h ON h.sensor_id = a.sensor_id
+WHERE a.k % ? = 0
+"""
+
+
+def heldout(run: Path, steps: tuple[int, ...] = (1, 2, 5, 10)) -> dict:
+    """Every other NVML counter reading is held out: the estimators see the counter every 200 ms (instead
+    of 100 ms) and the instant power; spans between held-out readings 1, 2, 5 and 10 readings apart
+    (0.2, 0.4, 1 and 2 s) are scored against the difference of those readings, which no estimator saw."""
+    from dlwh.warehouse import open_warehouse
+
+    tmp = Path(tempfile.mkdtemp(prefix="dlwh-bench-held-"))
+    try:
+        con = open_warehouse(str(tmp / "w.duckdb"))
+        _ingest(con, [run])
+        con.execute("DELETE FROM spans")
+        con.execute("""CREATE TEMP TABLE held AS
+            SELECT sensor_id, ts, value, row_number() OVER (PARTITION BY sensor_id ORDER BY ts) AS k
+            FROM (SELECT sensor_id, ts, value, row_number() OVER (PARTITION BY sensor_id ORDER BY ts) AS r
+                  FROM samples WHERE metric = 'energy_total')
+            WHERE r % 2 = 0""")
+        con.execute("""DELETE FROM samples WHERE metric = 'energy_total' AND (sensor_id, ts) IN
+                       (SELECT sensor_id, ts FROM held)""")
+        interval = con.execute("SELECT median(epoch(ts - lag)) FROM (SELECT ts, lag(ts) OVER (PARTITION BY sensor_id "
+                               "ORDER BY k) AS lag FROM held)").fetchone()[0]
+        for n in steps:
+            length = round(n * interval, 3)
+            con.execute(HELD_SPANS, [n, f"{length:g} s", length, n, n])
+        rows = _rows(con, SCORE_ALL.replace("AND kind = 'phase'", "AND kind = 'held'").format(view="span_energy_estimates"))
+        best = _rows(con, SCORE_ALL.replace("AND kind = 'phase'", "AND kind = 'held'").format(view="span_energy_best"))
+        con.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"run": run.name, "held_interval_s": interval, "by_method": rows, "best": best}
 
 
 def _rows(con, sql: str) -> list[dict]:
@@ -249,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "_data")
     p.add_argument("--busy", type=Path, default=BUSY)
     p.add_argument("--train", type=Path, default=TRAIN)
+    p.add_argument("--heldout-runs", type=Path, nargs="*", default=[ROOT / "examples" / "h200-train"])
     p.add_argument("--json", type=Path)
     p.add_argument("--markdown", type=Path)
     a = p.parse_args(argv)
@@ -260,8 +311,15 @@ def main(argv: list[str] | None = None) -> int:
     md = []
     if "speed" in parts:
         res["speed"] = speed(a.samples, a.spans, a.threads, a.repeat, a.data)
-        md.append("## Speed\n\n" + _table([dict(view=k, **{x: v[x] for x in ("rows", "query_s", "queries_s", "load_average")})
+        md.append("## Speed\n\n" + _table([dict(view=k, **{x: v[x] for x in ("rows", "query_s", "queries_s", "cpu_s", "load_average")})
                                            for k, v in res["speed"].items()]))
+    if "heldout" in parts:
+        res["heldout"] = []
+        for run in a.heldout_runs:
+            h = heldout(run)
+            res["heldout"].append(h)
+            md.append(f"## held-out counter readings: {h['run']} (every other reading held out; truth "
+                      f"{h['held_interval_s']:.3f} s apart)\n\n" + _table(h["by_method"]) + "\nbest:\n\n" + _table(h["best"]))
     if "accuracy" in parts:
         res["accuracy"] = acc = accuracy(a.busy, a.train)
         for key in acc:

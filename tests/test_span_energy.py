@@ -99,7 +99,7 @@ def test_estimators_across_a_counter_reading(tmp_path, con):
     assert got["counter_anchored"][0] == pytest.approx(1037.5 - (1000 + 22 * 12 / 21))
     assert got["counter"][1] == pytest.approx(22 + 31)
     best = con.execute("SELECT method, energy_j, device FROM span_energy_best WHERE span_id = 'across'").fetchall()
-    assert best == [("counter_anchored", pytest.approx(1037.5 - (1000 + 22 * 12 / 21)), "gpu:0")]
+    assert best == [("counter", pytest.approx(22.1), "gpu:0")]
 
 
 def test_a_gap_in_the_samples(tmp_path, con):
@@ -144,7 +144,7 @@ def test_best_gives_one_energy_per_span_and_gpu_across_tools(tmp_path, con):
     n_raw = con.execute("SELECT count(*) FROM span_energy").fetchone()[0]
     assert n_raw == 4  # 2 spans x (NVML power_instant + nvidia-smi power)
     best = con.execute("SELECT span_id, device, tool, method FROM span_energy_best ORDER BY span_id").fetchall()
-    assert best == [("across", "gpu:0", "nvml", "counter_anchored"), ("short", "gpu:0", "nvml", "counter_anchored")]
+    assert best == [("across", "gpu:0", "nvml", "counter"), ("short", "gpu:0", "nvml", "counter")]
     note = con.execute("SELECT note FROM span_energy_estimates WHERE tool = 'nvidia-smi' AND span_id = 'across'").fetchone()[0]
     assert note.startswith("power is a 1 s moving average")
 
@@ -212,7 +212,7 @@ def test_span_stats_and_phase_sums_by_hand(tmp_path, con):
     st = con.execute("SELECT n, mean_energy_j, energy_ci95_j, sd_energy_j, mean_power_w, power_ci95_w, methods "
                      "FROM span_stats WHERE kind = 'step'").fetchone()
     n, mean, ci, sd, power, power_ci, methods = st
-    assert (n, methods) == (3, "counter_anchored")
+    assert (n, methods) == (3, "counter")
     assert mean == pytest.approx(100.0) and sd == pytest.approx(50.0)
     assert ci == pytest.approx(4.303 * 50 / 3 ** 0.5)  # Student t, 2 degrees of freedom
     assert power == pytest.approx(100.0) and power_ci == pytest.approx(0.0, abs=1e-6)

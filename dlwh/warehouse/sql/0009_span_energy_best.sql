@@ -24,8 +24,10 @@
 --    the window for window series). resolved: duration_s >= 2 x resolution_s.
 -- 3. span_energy_best: one estimate per span and physical device (kind:index, else uuid, else name),
 --    so that two tools that watched the same GPU are never added together: the lowest method_rank
---    (counter_anchored, counter, trapezoid of power_instant or of non-averaged power, trapezoid of
---    1 s averaged power), then the finest resolution, then NVML.
+--    (counter, counter_anchored, trapezoid of power_instant or of non-averaged power, trapezoid of
+--    1 s averaged power), then the finest resolution, then NVML. The order is measured
+--    (benchmarks/bench_spans.py, docs/accuracy.md "Span energy"): on held-out NVML counter readings
+--    of a training run the linear counter beat the anchored one at every span length.
 -- 4. span_stats: repeated spans (run, kind, name, device): mean energy and power per repetition with
 --    95 % intervals from the repetitions (Student t); span_phase_sums: each parent group's mean
 --    energy against the mean of the sum of its children (phases of a step), paired.
@@ -136,7 +138,8 @@ JOIN sensors se USING (sensor_id)
 JOIN n USING (sensor_id, metric)
 LEFT JOIN reported r USING (sensor_id);
 
-CREATE OR REPLACE VIEW span_energy_estimates AS
+-- the work of span_energy_estimates; with_counter = false leaves the counter methods out (span_energy)
+CREATE OR REPLACE MACRO dlwh_span_estimates(with_counter) AS TABLE
 WITH used AS (
     SELECT se.sensor_id, se.run_id, se.kind AS sensor_kind, se.name AS sensor_name, se.tool,
            se.kind || ':' || coalesce(CAST(se.device_index AS VARCHAR), se.device_uuid, se.name, se.sensor_id) AS device
@@ -152,7 +155,8 @@ cnt AS MATERIALIZED (
     -- the energy-counter readings of those sensors (J), numbered per sensor
     SELECT s.sensor_id, s.ts, s.value AS e_j
     FROM samples s
-    WHERE s.metric = 'energy_total' AND s.value IS NOT NULL AND s.sensor_id IN (SELECT sensor_id FROM used)
+    WHERE with_counter AND s.metric = 'energy_total' AND s.value IS NOT NULL
+      AND s.sensor_id IN (SELECT sensor_id FROM used)
 ),
 ids AS MATERIALIZED (
     -- the power series spans need, each with a small number; host: the series that carries the
@@ -335,14 +339,14 @@ est AS (
     SELECT run_id, span_id, parent_id, kind, name, start_ts, end_ts, duration_s, device, sensor_id,
            sensor_kind, sensor_name, tool, metric, 'counter', lin_b - lin_a,
            counter_interval_s, median_step_s, update_s, counter_interval_s, averaged_s, gap_s,
-           uncovered_s, 2, counter_edge_j
-    FROM base WHERE host AND lin_a IS NOT NULL AND lin_b IS NOT NULL
+           uncovered_s, 1, counter_edge_j
+    FROM base WHERE with_counter AND host AND lin_a IS NOT NULL AND lin_b IS NOT NULL
     UNION ALL
     SELECT run_id, span_id, parent_id, kind, name, start_ts, end_ts, duration_s, device, sensor_id,
            sensor_kind, sensor_name, tool, metric, 'counter_anchored', anc_b - anc_a,
            greatest(median_step_s, coalesce(update_s, 0)), median_step_s, update_s, counter_interval_s,
-           averaged_s, gap_s, uncovered_s, 1, counter_edge_j
-    FROM base WHERE host AND metric = 'power_instant' AND NOT windowed AND anc_a IS NOT NULL AND anc_b IS NOT NULL
+           averaged_s, gap_s, uncovered_s, 2, counter_edge_j
+    FROM base WHERE with_counter AND host AND metric = 'power_instant' AND NOT windowed AND anc_a IS NOT NULL AND anc_b IS NOT NULL
 )
 SELECT run_id, span_id, parent_id, kind, name, start_ts, end_ts, duration_s, device, sensor_id, sensor_kind,
        sensor_name, tool, metric, method, energy_j, energy_j / nullif(duration_s, 0) AS avg_power_w, error_j,
@@ -358,10 +362,12 @@ SELECT run_id, span_id, parent_id, kind, name, start_ts, end_ts, duration_s, dev
            CASE WHEN uncovered_s > 0 THEN round(uncovered_s, 3) || ' s outside the samples' END) AS note
 FROM est;
 
+CREATE OR REPLACE VIEW span_energy_estimates AS SELECT * FROM dlwh_span_estimates(true);
+
 CREATE OR REPLACE VIEW span_energy AS
 SELECT run_id, span_id, parent_id, kind, name, start_ts, end_ts, duration_s, sensor_id, sensor_kind,
        sensor_name, metric, energy_j, avg_power_w, gap_s, uncovered_s
-FROM span_energy_estimates WHERE method = 'trapezoid';
+FROM dlwh_span_estimates(false) WHERE method = 'trapezoid';
 
 CREATE OR REPLACE VIEW span_energy_best AS
 SELECT * EXCLUDE (rk)

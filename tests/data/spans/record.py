@@ -124,7 +124,8 @@ def main() -> None:
         save()
     if "busy" in step:
         RES["busy"] = run(COLLECT + ["--source", "auto", "--interval-ms", "10", "--tag", "workload=busy-idle",
-                                     "--out", str(OUT / "busy-idle"), "--", PY, "tests/data/spans/workload.py"])
+                                     "--out", str(OUT / "busy-idle"), "--", PY, "tests/data/spans/workload.py",
+                                     "--sets", os.environ.get("SETS", "1.0:20,0.2:50,0.05:100")])
         save()
     if "train" in step:
         batch = os.environ.get("BATCH", "3328")
