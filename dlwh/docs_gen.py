@@ -47,6 +47,7 @@ ONE_ROW_PER: dict[str, str] = {
     "model_complexity": "model, input and batch size counted (zoo table, fvcore profile or import)",
     "model_ops": "operator of the latest profile of a model and input",
     "model_layers": "module of the latest profile of a model and input (rows add up to the totals)",
+    "model_structure": "layer type of a user-profiled model and input: training-step MACs, elements, kernels",
     "run_complexity": "tagged run whose model has a MAC count",
     # 0004 analysis
     "zeus_power_summary": "Zeus NSDI'23 configuration and power limit (summary_power_<gpu>.csv)",
@@ -79,7 +80,7 @@ ONE_ROW_PER: dict[str, str] = {
     "kernel_energy": "run, kernel and device: calls, time, GPU energy during the calls, FLOP/J",
     # 0006 bench
     "bench_results": "ingested dlwh bench run with at least one steady epoch",
-    # 0009 span energy (docs/spans.md)
+    # 0010 span energy (docs/spans.md)
     "span_energy_estimates": "span, power series and method (trapezoid, counter, counter_anchored): energy, error bound, resolution, note",
     "span_energy_best": "span and physical device: the best estimate (never two tools of one GPU added)",
     "span_stats": "run, kind, name and device of repeated spans: mean energy and power per repetition with 95 % intervals",

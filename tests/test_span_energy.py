@@ -1,4 +1,4 @@
-"""Span energy you can trust (0009): every estimator against hand-computed cases, window readings,
+"""Span energy you can trust (0010): every estimator against hand-computed cases, window readings,
 one estimate per span and device, repeated-span statistics, and span(energy=True)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The report's per-phase section: mean energy and power per repetition of repeated spans, with 95 %
-intervals (the ``span_stats`` and ``span_phase_sums`` views, 0009)."""
+intervals (the ``span_stats`` and ``span_phase_sums`` views, 0010)."""
 
 from __future__ import annotations
 

@@ -78,12 +78,14 @@ def resolve_token(token: Optional[str] = None, token_file: Optional[str] = None)
 
 
 def safe_url(url: str) -> str:
-    """``url`` with a password (``user:pass@``) replaced by ``***``."""
+    """``url`` with a password (``user:pass@``) and a query (``?...``) replaced by ``***``."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    if parts.password is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username}:***@{host}")
+    if parts.query:
+        parts = parts._replace(query="***")
+    return urlunsplit(parts)
 
 
 def check_base_url(url: str, allow_http: bool) -> str:
@@ -95,6 +97,9 @@ def check_base_url(url: str, allow_http: bool) -> str:
     if parts.username or parts.password:
         raise UsageError(f"API URL {shown!r} holds a user name or password; remove it (the token goes in the "
                          "auth-token header)")
+    if parts.query or parts.fragment:
+        raise UsageError(f"API URL {shown!r} has a query or fragment; give the base URL only, such as "
+                         f"{DEFAULT_BASE_URL} (the token goes in the auth-token header)")
     if parts.scheme == "http" and not allow_http:
         raise UsageError(f"API URL {shown!r} is plain http: the token would cross the network unencrypted; "
                          "use https, or pass --allow-http (e.g. for a local test server)")

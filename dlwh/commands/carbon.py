@@ -3,14 +3,14 @@ and the lowest-carbon start for a job. Naive times on the command line are UTC."
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Optional
 
 import typer
 
 from dlwh.commands._common import DbOption, friendly_errors
 from dlwh.errors import UsageError
+from dlwh.timeparse import parse_duration, parse_time_option
 
 carbon_app = typer.Typer(
     name="carbon", no_args_is_help=True, add_completion=False,
@@ -18,27 +18,8 @@ carbon_app = typer.Typer(
 
 
 def parse_time(text: Optional[str], option: str) -> Optional[datetime]:
-    """An ISO 8601 time (naive = UTC) → naive UTC datetime; None stays None."""
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{option} {text!r} is not an ISO 8601 time such as 2026-11-21T10:00 (UTC)") from None
-    return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
-
-
-def parse_duration(text: str, option: str) -> float:
-    """'2h', '90m', '45s', '1.5h', '3600' or 'H:MM:SS' → seconds."""
-    value = text.strip().lower()
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(h|m|min|s)?", value)
-    if match:
-        number = float(match.group(1))
-        return number * {"h": 3600, "m": 60, "min": 60, "s": 1, None: 1}[match.group(2)]
-    match = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", value)
-    if match:
-        return int(match.group(1)) * 3600 + int(match.group(2)) * 60 + float(match.group(3))
-    raise UsageError(f"{option} {text!r} is not a duration such as 2h, 90m, 3600s or 1:30:00")
+    """An ISO 8601 time (naive = UTC) → naive UTC datetime; None stays None (dlwh.timeparse)."""
+    return None if text is None else parse_time_option(text, option)
 
 
 def _print(frame, csv: bool, json: bool) -> None:

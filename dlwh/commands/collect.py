@@ -140,7 +140,7 @@ def sweep_cmd(
 @friendly_errors
 def restore_cmd(
     record: Optional[List[str]] = typer.Argument(
-        None, metavar="[RECORD]...", show_default=False,
+        None, metavar="RECORD", show_default=False,
         help="Record files to restore from (default: every record of this host in the state directory)."),
     force: bool = typer.Option(False, "--force", help="Also restore records whose sweep still seems to run."),
 ) -> None:
@@ -148,8 +148,9 @@ def restore_cmd(
 
     Example: sudo dlwh collect restore
 
-    A sweep records the original limits before changing any (in $XDG_STATE_HOME/dlwh, and a copy
-    beside its runs). Exits 1 when a GPU could not be restored.
+    A sweep records the original limits before changing any, in $XDG_STATE_HOME/dlwh and beside its runs.
+
+    Exits 1 when a GPU could not be restored.
     """
     from pathlib import Path
 

@@ -2,7 +2,8 @@
 
 ``run_sql`` returns a whole result as a DataFrame (for library code with small results);
 ``write_query`` is ``dlwh sql``: it fetches at most ``max_rows`` (+1, to say there are more) for a
-table and streams CSV/JSON in chunks of about 100,000 rows, so memory does not grow with the result.
+table, streams the CSV of a SELECT from DuckDB's own writer (``COPY``) and other CSV/JSON in chunks of
+about 100,000 rows, so memory does not grow with the result.
 """
 
 from __future__ import annotations
@@ -133,8 +134,8 @@ def write_query(con: duckdb.DuckDBPyConnection, sql: str, out: TextIO, fmt: str 
         statements = duckdb.extract_statements(sql)
     except duckdb.Error:
         statements = []  # DuckDB says what is wrong when it runs
-    if fmt == "csv" and len(statements) == 1 and statements[0].type.name == "SELECT":
-        return _csv_select(con, statements[0].query, out, max_rows)
+    if fmt == "csv" and len(statements) == 1 and statements[0].type.name == "SELECT" and os.path.isdir("/dev/fd"):
+        return _csv_select(con, _without_tail(statements[0].query), out, max_rows)
     try:
         result = con.execute(sql)
     except duckdb.Error as err:
@@ -171,6 +172,17 @@ def _write_chunks(chunks, out: TextIO, fmt: str) -> None:
     out.write("\n]\n" if wrote else "[]\n")
 
 
+def _without_tail(query: str) -> str:
+    """One statement without the semicolons and comments that end it (to nest it in ``COPY (...)``)."""
+    cut = len(query)
+    for position, kind in reversed(duckdb.tokenize(query)):
+        if kind == duckdb.token_type.comment or (kind == duckdb.token_type.operator and query[position] == ";"):
+            cut = position
+        else:
+            break
+    return query[:cut]
+
+
 def _more_note(limit: int, fmt: str) -> str:
     return (f"showing the first {limit} rows; there are more (raise --max-rows"
             + (", or use --csv / --json for all)" if fmt == "table" else ")"))
@@ -198,8 +210,10 @@ def copy_csv(con: duckdb.DuckDBPyConnection, select: str, out: TextIO) -> None:
     """Write the rows of ``select`` to ``out`` as CSV with a header, as DuckDB's COPY writes them, streamed.
 
     DuckDB writes into a pipe from a second thread on the same connection (it releases the GIL; this
-    thread does not use the connection meanwhile); this thread copies 1 MiB blocks to ``out``. If ``out`` is closed (``| head``), the query is interrupted and BrokenPipeError raised.
+    thread does not use the connection meanwhile); this thread copies 1 MiB blocks to ``out``. If
+    ``out`` is closed (``| head``), the query is interrupted and BrokenPipeError raised.
     """
+    out.flush()
     read_fd, write_fd = os.pipe()
     failed: list[BaseException] = []
 
@@ -214,7 +228,6 @@ def copy_csv(con: duckdb.DuckDBPyConnection, select: str, out: TextIO) -> None:
     writer = threading.Thread(target=run, name="dlwh-copy-csv", daemon=True)
     binary = getattr(out, "buffer", None)
     decoder = codecs.getincrementaldecoder("utf-8")()
-    out.flush()
     reader = os.fdopen(read_fd, "rb", buffering=0)
     writer.start()
     try:

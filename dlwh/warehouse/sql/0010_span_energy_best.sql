@@ -1,4 +1,4 @@
--- dlwh warehouse, schema version 9: span energy you can trust (docs/spans.md, "Span energy").
+-- dlwh warehouse, schema version 10: span energy you can trust (docs/spans.md, "Span energy").
 --
 -- 1. Readings that cover a window integrate over it. A power reading with duration_s > 0 (powermetrics,
 --    perf RAPL interval averages, placed at the window's midpoint) stands for constant power over
