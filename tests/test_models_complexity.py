@@ -50,6 +50,7 @@ def profiled():
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TORCHVISION_GFLOPS))
 def test_macs_match_torchvision_published_gflops(profiled, name):
     published, exact = TORCHVISION_GFLOPS[name]
@@ -75,6 +76,7 @@ def test_profile_breakdowns_add_up(profiled):
     assert p.unsupported_ops == {"aten::add": 16, "aten::max_pool2d": 1}
 
 
+@pytest.mark.slow
 def test_bert_counts_attention_matmuls(profiled):
     p = profiled("bert_base")
     assert p.input_desc == "seq128" and p.params == 109_482_240
@@ -87,6 +89,7 @@ def test_bert_counts_attention_matmuls(profiled):
     assert {"aten::softmax", "aten::gelu", "aten::embedding"} <= set(p.unsupported_ops)
 
 
+@pytest.mark.slow
 def test_batch_size_scales_the_total_not_the_per_sample_count(profiled):
     from dlwh.models import profile
 
@@ -96,6 +99,7 @@ def test_batch_size_scales_the_total_not_the_per_sample_count(profiled):
     assert p.macs_total == 3 * p.macs_per_sample
 
 
+@pytest.mark.slow
 def test_other_inputs(profiled):
     from dlwh.models import profile
 
@@ -180,6 +184,7 @@ def test_whole_shipped_table_equals_a_fresh_count(profiled):
             fresh.macs_per_sample, fresh.params, fresh.fvcore_flops_per_sample), name
 
 
+@pytest.mark.slow
 def test_precompute_check_and_write(tmp_path, capsys):
     pytest.importorskip("fvcore")
     from dlwh.models.precompute import main
@@ -204,6 +209,7 @@ def test_format_macs():
     assert format_macs(12) == "12 "
 
 
+@pytest.mark.slow
 def test_reading_the_table_seeding_and_importing_need_no_torch(tmp_path):
     """Ingest and analysis run where torch and fvcore are not installed."""
     csv_file = tmp_path / "mine.csv"

@@ -66,6 +66,7 @@ def test_bert_config_sizes():
         bert_config("base", num_heads=7)
 
 
+@pytest.mark.slow
 def test_every_zoo_entry_builds():
     for name in ZOO:
         assert _params(_meta_model(name)) > 0, name
@@ -171,6 +172,7 @@ def test_unknown_name_lists_close_names():
     assert close_names("googlenet_mod")[:1] and all(n.startswith("googlenet") for n in close_names("googlenet_mod"))
 
 
+@pytest.mark.slow
 def test_building_a_network_needs_only_torch():
     """GPU nodes (collect, bench) have torch but not duckdb, pandas or fvcore."""
     import subprocess
