@@ -29,6 +29,7 @@ FORMAT_MODULES: tuple[str, ...] = (
     "dlwh.ingest.formats.zeus_summary_power",
     "dlwh.ingest.formats.zeus_summary_train",
     "dlwh.ingest.formats.zeus_profile",
+    "dlwh.ingest.formats.perseus_global",
     "dlwh.ingest.formats.codecarbon_csv",
     "dlwh.ingest.formats.carbontracker_log",
     "dlwh.ingest.formats.nvprof_trace",
