@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Optional
 
 import typer
 
@@ -13,7 +14,35 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command and sub-app
 )
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("dlwh")
+    except Exception:  # not installed (run from a checkout): the package's own number
+        from dlwh import __version__
+
+        return __version__
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dlwh {_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_show_version, is_eager=True,
+                                           help="Print dlwh's version and exit."),
+) -> None:
+    """dlwh, the deep-learning energy warehouse: record, ingest, query and predict the power and time cost
+    of deep-learning work."""
+
 
 # Each module registers its commands; order is the order of `dlwh --help`.
 COMMAND_MODULES = (
@@ -31,8 +60,16 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point; a closed output pipe (``dlwh sql ... | head``) ends quietly, exit 0."""
+    from dlwh.commands._common import quiet_broken_pipe
+
+    try:
+        app()
+    except BrokenPipeError:
+        try:
+            quiet_broken_pipe()
+        except typer.Exit:
+            raise SystemExit(0) from None
 
 
 if __name__ == "__main__":

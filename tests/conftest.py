@@ -26,6 +26,13 @@ def _warehouse_template_cache(tmp_path_factory):
         os.environ["DLWH_CACHE_DIR"] = old
 
 
+@pytest.fixture(autouse=True)
+def _power_limit_records(tmp_path_factory, monkeypatch):
+    """Power-limit records (sweeps) go to a temp XDG_STATE_HOME, never into the user's home."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
+    monkeypatch.delenv("DLWH_STATE_DIR", raising=False)
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     """A fresh warehouse file path (not yet created) in this test's temp folder."""

@@ -14,7 +14,7 @@ from tests.conftest import EXAMPLES, invoke
 DATASET = EXAMPLES / "h200-bench"
 RUNS = DATASET / "runs"
 
-# The README query ("Example: energy per sample against MACs"): keep it in step with the docs.
+# The query of docs/models-and-bench.md ("Example: energy per sample against MACs"): keep it in step with the docs.
 HEADLINE = """
 SELECT model, batch_size,
        round(throughput_samples_per_s, 1) AS samples_per_s,

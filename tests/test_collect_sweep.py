@@ -159,3 +159,83 @@ def test_cli_sweep_errors_are_one_line(nv, tmp_path):
     assert r.exit_code == 1
     assert r.output.strip().splitlines() == [
         "error: power limit 100 W is outside GPU 0's range 200-700 W (NVIDIA H200); choose limits in that range"]
+
+
+# -- the power limit always comes back (in-process; the CLI fault matrix is test_collect_restore_faults.py) --
+UUID0 = "GPU-fd8c29ce-70ee-9f9e-54b9-5183a3f0b0f2"
+
+
+def test_original_limits_are_recorded_before_the_first_change(nv, tmp_path, monkeypatch):
+    from dlwh.collect import limitstate
+
+    seen = []
+    real_set = nv.nvmlDeviceSetPowerManagementLimit
+
+    def set_limit(h, mw):
+        if mw != 700000:  # a change: the record must already be on disk, in both places
+            recs = limitstate.pending()
+            copies = list((tmp_path / "sw").glob(".dlwh-power-limits-*.json"))
+            seen.append((mw, [[(g.index, g.uuid, g.original_mw) for g in r.gpus] for r in recs], len(copies)))
+        return real_set(h, mw)
+
+    monkeypatch.setattr(nv, "nvmlDeviceSetPowerManagementLimit", set_limit)
+    sweep(["true"], [300, 400], out=tmp_path / "sw", sources="nvml", quiet=True)
+    assert seen == [(300000, [[(0, UUID0, 700000)]], 1), (400000, [[(0, UUID0, 700000)]], 1)]
+    assert limitstate.pending() == [] and not list((tmp_path / "sw").glob(".dlwh-*"))  # gone once restored
+    assert limitstate.state_dir() == Path(os.environ["XDG_STATE_HOME"]) / "dlwh"
+
+
+def test_a_failed_restore_is_retried(nv, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_NVML_FAULTS", "restore:0:2:oserror")
+    monkeypatch.setattr("dlwh.collect.restore.BACKOFF_S", 0.01)
+    logs: list[str] = []
+    sweep(["true"], [300], out=tmp_path / "sw", sources="nvml", log=logs.append)
+    assert sets(nv)[-3:] == [(0, 700000)] * 3  # two failed attempts, then the one that worked
+    assert nv._limits == {0: 700000} and logs[-1] == "restored power limits: GPU 0 700 W"
+
+
+def test_every_gpu_is_restored_when_one_fails_and_restore_finishes_later(nv, tmp_path, monkeypatch):
+    from dlwh.collect import limitstate
+    from dlwh.collect.restore import restore_recorded
+
+    monkeypatch.setenv("FAKE_NVML_GPUS", "2")
+    monkeypatch.setenv("FAKE_NVML_FAULTS", "restore:0:*:oserror")
+    monkeypatch.setattr("dlwh.collect.restore.BACKOFF_S", 0.01)
+    logs: list[str] = []
+    with pytest.raises(SweepError) as err:
+        sweep(["true"], [300], out=tmp_path / "sw", sources="nvml", log=logs.append)
+    [rec] = limitstate.pending()
+    assert str(err.value) == (f"could not restore the original power limit of GPU(s) 0 (see above); the originals "
+                              f"are recorded in {rec.paths[0]}; run: sudo dlwh collect restore")
+    assert logs[-1] == (f"GPU 0 ({UUID0}) is NOT back at its original 700 W: 4 attempts failed, the last with "
+                        "OSError: [Errno 5] Input/output error; once the cause is fixed run: sudo dlwh collect "
+                        "restore (or: sudo nvidia-smi -i 0 -pl 700)")
+    assert nv._limits == {0: 300000, 1: 700000}  # GPU 1 came back although GPU 0 failed first
+    assert [g.index for g in rec.gpus] == [0]
+    monkeypatch.delenv("FAKE_NVML_FAULTS")
+    report = restore_recorded()
+    assert report.restored == [f"GPU 0 ({UUID0}): 300 W -> 700 W"] and report.failed == []
+    assert nv._limits == {0: 700000, 1: 700000} and limitstate.pending() == []
+
+
+def test_sigusr1_and_sigquit_stop_the_sweep_and_restore(nv, tmp_path):
+    for sig in ("USR1", "QUIT"):
+        nv.calls.clear()
+        cmd = ["sh", "-c", f"sleep 0.3; kill -{sig} {os.getpid()}; sleep 20"]
+        res = sweep(cmd, [300, 400], out=tmp_path / sig, sources="nvml", quiet=True, grace_s=2)
+        assert len(res) == 1 and res[0].interrupted
+        assert sets(nv) == [(0, 700000), (0, 300000), (0, 700000)]
+
+
+def test_restore_with_nothing_recorded_and_with_a_bad_record(nv, tmp_path):
+    from dlwh.collect.restore import restore_recorded
+    from dlwh.errors import DlwhError
+
+    assert restore_recorded().records == 0
+    bad = tmp_path / "x.json"
+    bad.write_text("{}")
+    with pytest.raises(DlwhError, match=r"cannot read .*x.json as a power-limit record \(.*x.json is not a dlwh "
+                                        r"power-limit record\)"):
+        restore_recorded([bad])
+    with pytest.raises(DlwhError, match=r"no power-limit record at .*nope.json; check the path"):
+        restore_recorded([tmp_path / "nope.json"])

@@ -172,20 +172,35 @@ def test_dcmi_log_without_times_uses_start_and_interval(tmp_path, con):
                                                     (datetime(2024, 1, 15, 10, 0, 10), 190.0)]
 
 
-@pytest.mark.parametrize("keep, chop, message, line", [
-    (25, 0, "the last reading is incomplete (file truncated?)", 20),   # third reading (line 20) lacks its state line
-    (23, 5, "last line is incomplete (file truncated?)", 23),          # cut inside the third reading's minimum
+@pytest.mark.parametrize("keep, chop", [
+    (25, 0),   # the third reading (from line 20) lacks its state line: the recording stopped between lines
+    (23, 5),   # cut inside line 23, the third reading's average: that line and its reading are left out
+    (26, 1),   # the third reading complete but for its last line end: simply complete
 ])
-def test_dcmi_truncated_log_is_refused_and_changes_nothing(tmp_path, con, keep, chop, message, line):
+def test_dcmi_truncated_log_loads_the_complete_readings_and_warns(tmp_path, con, keep, chop):
     lines = (DATA / "dcmi-1.8.18-indented-log.txt").read_text().split("\n")
     trimmed = "\n".join(lines[:keep]) + "\n"
-    path = write(tmp_path, "cut.txt", trimmed[:-1 - chop] if chop else trimmed)
-    ingest_one(con, DATA / "ipmi.log")                   # something already in the warehouse
-    before = counts(con)
+    path = write(tmp_path, "cut.txt", trimmed[:-chop] if chop else trimmed)
     result = ingest_one(con, path, tz="UTC")
-    assert result.outcome == "failed"
-    assert message in result.message and result.line == line
-    assert counts(con) == before
+    power = [(r[3], r[6]) for r in samples(con, "s.metric = 'power'")]
+    if keep == 26:
+        assert result.outcome == "loaded", result.describe()
+        assert power == [(datetime(2017, 2, 15, 12, 49, 51), 215.0), (datetime(2017, 2, 15, 12, 50, 1), 231.0)]
+        return
+    assert result.outcome == "loaded-with-warnings", result.describe()
+    assert result.message.endswith(
+        "the last reading (from line 20) is incomplete (the recording stopped mid-reading?): skipped")
+    assert "cut off" not in result.message  # one warning for one cut
+    assert power == [(datetime(2017, 2, 15, 12, 49, 51), 215.0)]
+
+
+def test_dcmi_single_incomplete_reading_is_refused(tmp_path, con):
+    lines = (DATA / "dcmi-1.8.18-indented-log.txt").read_text().split("\n")
+    path = write(tmp_path, "cut.txt", "\n".join(lines[:5]) + "\n")
+    result = ingest_one(con, path, tz="UTC")
+    assert result.outcome == "failed" and result.line == 2
+    assert "the only reading is incomplete (no 'Power reading state is' line; file truncated?)" in result.message
+    assert counts(con) == (0, 0, 0, 0)
 
 
 def test_dcmi_garbage_and_bad_numbers_name_the_line(tmp_path, con):
@@ -288,3 +303,57 @@ def test_sdr_names_repeated_within_one_snapshot_are_not_new_snapshots(tmp_path, 
     result = ingest_one(con, write(tmp_path, "dell.txt", text), start="2024-01-15T10:00:00Z")
     assert result.outcome == "loaded", result.describe()
     assert [(r[0], r[3], r[6]) for r in samples(con)] == [("Pwr Consumption", datetime(2024, 1, 15, 10, 0), 98.0)]
+
+
+# --- a tool's own noise and a cut last line ---------------------------------------------------------
+
+NOISE = "Unable to send command: Invalid argument"
+
+
+def test_sdr_fixture_with_an_error_line_after_every_row_is_still_ipmitool(tmp_path, con, fixtures_dir):
+    rows = (fixtures_dir / "ipmitool" / "telegraf-ipmitool-sdr-v1-fulldump.txt").read_text().splitlines()
+    noisy = "".join(f"{row}\n{NOISE}\n" for row in rows)   # half the lines are ipmitool's error lines
+    path = write(tmp_path, "noisy-sdr.txt", noisy)
+    result = ingest_one(con, path, start="2016-03-20T15:41:05Z")
+    assert result.outcome == "loaded-with-warnings" and result.format == "ipmitool-sensors", result.describe()
+    assert result.message.endswith(f"{len(rows)} ipmitool error lines skipped (first at line 2)")
+    assert samples(con) == [("Avg Power", "node", "ipmitool", datetime(2016, 3, 20, 15, 41, 5), "power", "W", 210.0, None)]
+
+
+def test_sdr_log_with_error_lines_between_polls(tmp_path, con):
+    lines = (DATA / "sdr-log.txt").read_text().splitlines()
+    noisy = [lines[0], NOISE, "Get SDR 0042 command failed: Timeout", *lines[1:]]
+    result = ingest_one(con, write(tmp_path, "noisy.log", "\n".join(noisy) + "\n"))
+    assert result.outcome == "loaded-with-warnings", result.describe()
+    assert result.message == ("times from the '# timestamp_utc:' lines; 6 rows not in Watts (temperatures, fans, "
+                              "voltages, discrete) not stored; 2 ipmitool error lines skipped (first at line 2)")
+    assert len(samples(con)) == 6
+
+
+def test_mostly_other_text_is_not_ipmitool(tmp_path, con):
+    text = "Total Power      | 300 Watts         | ok\n" + "some other tool's line\n" * 5
+    result = ingest_one(con, write(tmp_path, "other.txt", text), start="2024-01-15T10:00:00Z")
+    assert result.outcome == "failed" and "not a trace format dlwh knows" in result.message
+
+
+@pytest.mark.parametrize("tail, cut", [
+    ("PSU2 Power       | 127 Wat", True),      # inside the unit
+    ("PSU2 Power       | 12", True),           # before the unit
+    ("PSU2 Power       | 127 Watts         | o", True),  # inside the status
+    ("PSU2 Power       | 127 Watts         | ok", False),  # complete without its newline
+    ("Fan1A            | 5400 RPM          | ok", False),
+])
+def test_sdr_log_cut_last_line_loads_the_rest_and_warns(tmp_path, con, tail, cut):
+    lines = (DATA / "sdr-log.txt").read_text().splitlines()
+    at = lines.index("PSU2 Power       | 127 Watts         | ok")
+    text = "\n".join(lines[:at] + [tail])
+    result = ingest_one(con, write(tmp_path, "cut.log", text))
+    t0, t1 = datetime(2026, 11, 21, 10, 15, 0), datetime(2026, 11, 21, 10, 15, 5)
+    got = [(r[0], r[3], r[6]) for r in samples(con)]
+    if cut:
+        assert result.outcome == "loaded-with-warnings", result.describe()
+        assert result.message.endswith(f"line {at + 1} is cut off (the recording stopped mid-line?): skipped")
+        assert got[-1] == ("PSU1 Power", t1, 131.0) and len(got) == 4
+    else:
+        assert result.outcome == "loaded", result.describe()
+        assert got[-1] == ("PSU2 Power", t1, 127.0) if "PSU2" in tail else got[-1] == ("PSU1 Power", t1, 131.0)

@@ -70,7 +70,7 @@ def test_reopening_changes_nothing_and_read_only_works(db_path):
     ro.close()
 
 
-def test_migrating_read_only_open_seeds_too(db_path):
+def test_migrating_seeds_too_and_read_only_open_refuses_to_migrate(db_path):
     import duckdb
 
     from dlwh.warehouse.db import _migrations
@@ -82,6 +82,11 @@ def test_migrating_read_only_open_seeds_too(db_path):
             con.execute(sql)
             con.execute("INSERT INTO schema_version VALUES (?, ?, now())", [number, name])
     con.close()
+    from dlwh.errors import WarehouseError
+
+    with pytest.raises(WarehouseError, match="older than this dlwh's"):  # read-only never migrates
+        open_warehouse(db_path, read_only=True)
+    open_warehouse(db_path).close()  # migrating (dlwh migrate, any ingest) seeds the zoo too
     ro = open_warehouse(db_path, read_only=True)
     assert _rows(ro, "SELECT count(*) FROM model_complexity WHERE source = 'zoo'") == [(20,)]
     ro.close()

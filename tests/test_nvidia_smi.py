@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dlwh.ingest.formats import nvidia_smi_dmon, nvidia_smi_query
+from dlwh.ingest.formats.nvidia_smi import dmon as nvidia_smi_dmon, query as nvidia_smi_query
 from dlwh.ingest.loader import IngestOptions, ingest_paths
 from tests.conftest import invoke
 from tests.helpers import counts, write
@@ -301,12 +301,41 @@ def test_crlf_and_bom_and_comma_without_space(con, tmp_path):
 
 # --- query CSV: bad input -------------------------------------------------------------------------
 
-def test_truncated_last_line_is_a_parse_error_with_its_line(con, tmp_path):
-    path = write(tmp_path, "cut.csv", TWO_GPUS + "0, GPU-aaaa, NVIDIA H200, 2026/11/21 11:15:00.300, 12")
+CUT = "line 6 is cut off (the recording stopped mid-line?): skipped"
+
+
+@pytest.mark.parametrize("tail", [
+    "0, GPU-aaaa, NVIDIA H200, 2026/11/21 11:15:00.300, 12",                          # too few cells
+    "0, GPU-aaaa, NVIDIA H200, 2026/11/21 11:15:00.300, 122.00 W, 141.00 W, 1980 MHz, 9",  # inside the last
+    "0, GPU-aaaa, NVIDIA H200, 2026/11/21 11:15:00.300, 122.00 W, 141.00 W, 1980 MHz, ",   # after a separator
+])
+def test_truncated_last_line_loads_every_complete_line_and_warns(con, tmp_path, tail):
+    path = write(tmp_path, "cut.csv", TWO_GPUS + tail)
     result = ingest_one(con, path, tz="UTC")
-    assert result.outcome == "failed"
-    assert result.line == 6 and "truncated" in result.message
-    assert counts(con) == (0, 0, 0, 0)
+    assert result.outcome == "loaded-with-warnings", result.describe()
+    assert result.message.endswith(CUT)
+    assert series(con, "power", "GPU 0 NVIDIA H200") == [(datetime(2026, 11, 21, 11, 15, 0, 100000), 120.5),
+                                                         (datetime(2026, 11, 21, 11, 15, 0, 200000), 121.0)]
+    assert counts(con)[0] == 16
+
+
+def test_complete_last_line_without_newline_is_complete(con, tmp_path):
+    tail = "0, GPU-aaaa, NVIDIA H200, 2026/11/21 11:15:00.300, 122.00 W, 141.00 W, 1980 MHz, 99 %"
+    result = ingest_one(con, write(tmp_path, "whole.csv", TWO_GPUS + tail), tz="UTC")
+    assert result.outcome == "loaded", result.describe()
+    assert series(con, "power", "GPU 0 NVIDIA H200")[-1] == (datetime(2026, 11, 21, 11, 15, 0, 300000), 122.0)
+    assert counts(con)[0] == 20
+
+
+def test_long_log_killed_mid_write_loads_every_complete_line(con, tmp_path):
+    # past the 64 KiB head, on the path DuckDB's typed reader would take for a whole file
+    rows = "".join(f"2026/11/21 10:{i // 60:02d}:{i % 60:02d}.000, 0, {100 + i % 7}.00 W\n" for i in range(3000))
+    path = write(tmp_path, "long.csv", "timestamp, index, power.draw [W]\n" + rows + "2026/11/21 10:50:00.000, 0, 10")
+    result = ingest_one(con, path, tz="UTC")
+    assert result.outcome == "loaded-with-warnings", result.describe()
+    assert result.message.endswith("line 3002 is cut off (the recording stopped mid-line?): skipped")
+    power = series(con, "power")
+    assert len(power) == 3000 and power[-1] == (datetime(2026, 11, 21, 10, 49, 59), 100 + 2999 % 7)
 
 
 def test_wrong_column_count_names_the_line(con, tmp_path):
@@ -333,10 +362,18 @@ def test_bad_timestamp_and_appended_other_header(con, tmp_path):
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, runner):
-    path = write(tmp_path, "cut.csv", "timestamp, power.draw [W]\n2026/11/21 10:00:00.000, 1")
+    path = write(tmp_path, "bad.csv", "timestamp, power.draw [W]\n2026/11/21 10:00:00.000\n2026/11/21 10:00:01.000, 1 W\n")
     result = invoke(runner, "ingest", str(path), "--db", str(tmp_path / "w.duckdb"))
-    assert result.exit_code != 0
-    assert f"{path}:2: failed (nvidia-smi-query): the last line has no newline" in result.stderr
+    assert result.exit_code == 1
+    assert f"{path}:2: failed (nvidia-smi-query): expected 2 comma-separated values, found 1" in result.stderr
+
+
+def test_cli_loads_a_cut_log_and_warns(tmp_path, runner):
+    path = write(tmp_path, "cut.csv", "timestamp, power.draw [W]\n2026/11/21 10:00:00.000, 1.00 W\n"
+                                      "2026/11/21 10:00:01.000, 2.00 W\n2026/11/21 10:00:0")
+    result = invoke(runner, "ingest", str(path), "--db", str(tmp_path / "w.duckdb"), "--tz", "UTC")
+    assert result.exit_code == 0, result.output
+    assert "line 4 is cut off (the recording stopped mid-line?): skipped" in result.output
 
 
 def test_header_only_and_no_known_field(con, tmp_path):
@@ -463,12 +500,24 @@ def test_dmon_time_only_rolls_over_midnight(con, tmp_path):
                                     (datetime(2026, 1, 31, 23, 59, 59), 101.0), (datetime(2026, 2, 1), 102.0)]
 
 
+@pytest.mark.parametrize("tail, cut", [("    0   10", True), ("    0   101    51", False)])
+def test_dmon_cut_last_line_loads_the_rest_and_warns(con, tmp_path, tail, cut):
+    head = "# gpu   pwr gtemp\n# Idx     W     C\n"
+    result = ingest_one(con, write(tmp_path, "b.txt", head + "    0   100    50\n" + tail), start=START)
+    power = series(con, "power")
+    if cut:
+        assert result.outcome == "loaded-with-warnings", result.describe()
+        assert result.message.endswith("line 4 is cut off (the recording stopped mid-line?): skipped")
+        assert power == [(datetime(2024, 1, 15, 10, 0), 100.0)]
+    else:  # complete without its newline
+        assert result.outcome == "loaded", result.describe()
+        assert power == [(datetime(2024, 1, 15, 10, 0), 100.0), (datetime(2024, 1, 15, 10, 0, 1), 101.0)]
+
+
 def test_dmon_bad_input(con, tmp_path):
     head = "# gpu   pwr gtemp\n# Idx     W     C\n"
     result = ingest_one(con, write(tmp_path, "a.txt", head + "    0   100    50\n    0   101\n"), start=START)
     assert result.outcome == "failed" and result.line == 4 and "expected 3 columns" in result.message
-    result = ingest_one(con, write(tmp_path, "b.txt", head + "    0   100    50\n    0   10"), start=START)
-    assert result.outcome == "failed" and result.line == 4 and "truncated" in result.message
     result = ingest_one(con, write(tmp_path, "c.txt", head + "    0   abc    50\n"), start=START)
     assert result.outcome == "failed" and result.line == 3 and "'abc'" in result.message
     result = ingest_one(con, write(tmp_path, "d.txt", head + "    0   1    50\n# gpu   pwr\n    0   1\n"), start=START)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dlwh.ingest.formats import perf_stat_csv
+from dlwh.ingest.formats.perf import stat_csv as perf_stat_csv
 from dlwh.ingest.loader import IngestOptions, ingest_paths
 from dlwh.warehouse import open_warehouse
 

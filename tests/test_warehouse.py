@@ -52,9 +52,12 @@ def test_dlwh_db_environment_variable(tmp_path, monkeypatch, runner):
     monkeypatch.setenv("DLWH_DB", str(target))
     assert resolve_db_path(None) == target
     result = invoke(runner, "sql", "SELECT 42 AS answer", env={"DLWH_DB": str(target)})
+    assert (result.exit_code, result.stderr) == (1, f"error: no warehouse at {target}; run dlwh ingest first\n")
+    assert not target.exists()  # a read-only command makes no file
+    open_warehouse(target).close()
+    result = invoke(runner, "sql", "SELECT 42 AS answer", env={"DLWH_DB": str(target)})
     assert result.exit_code == 0, result.stderr
     assert "42" in result.stdout
-    assert target.exists()
 
 
 def test_default_path_is_dlwh_duckdb(monkeypatch):

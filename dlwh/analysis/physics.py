@@ -1,6 +1,6 @@
 """A physically grounded power-limit model: time and power of a workload at any GPU power limit.
 
-The model (README, "The power-limit model") in four steps:
+The model (docs/analysis.md, "The power-limit model") in four steps:
 
 1. Phases. Unconstrained, a training epoch spends a fraction ``phi`` of its time in compute phases
    that draw ``P_hi`` and the rest in other phases (data loading, host work, communication) that draw

@@ -1,7 +1,7 @@
 """``python -m dlwh.bench MODEL [options]``: ``dlwh bench`` without the full CLI.
 
 For GPU nodes that have only Python, torch and nvidia-ml-py (no typer, duckdb or pandas); the
-options are those of ``dlwh bench`` (README), less ``--db``.
+options are those of ``dlwh bench`` (docs/models-and-bench.md), less ``--db``.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def _nvml_index(torch: Any, device: Any) -> Optional[int]:
 
 
 def build_tags(cfg: BenchConfig, model: str, input_desc: str, device: str) -> dict[str, Any]:
-    """The run tags of a bench run (the README, "dlwh bench", lists them)."""
+    """The run tags of a bench run (docs/models-and-bench.md, "dlwh bench", lists them)."""
     tags: dict[str, Any] = {
         "workload": WORKLOAD_TAG, "model": model, "batch_size": cfg.batch_size,
         "epochs": cfg.epochs, "warmup_epochs": 1, "precision": cfg.precision, "device": device,
@@ -125,10 +125,9 @@ def ingest_and_query(run_dir: Path, run_id: str, db: Optional[str]) -> Any:
     Needs duckdb and pandas (not on the training path).
     """
     from dlwh.ingest.loader import ingest_paths
-    from dlwh.warehouse import open_warehouse
+    from dlwh.warehouse import warehouse
 
-    con = open_warehouse(db)
-    try:
+    with warehouse(db) as con:
         results = ingest_paths(con, [run_dir])
         bad = [r for r in results if r.outcome == "failed"]
         if bad:
@@ -137,5 +136,3 @@ def ingest_and_query(run_dir: Path, run_id: str, db: Optional[str]) -> Any:
             "SELECT model, batch_size, gpu, throughput_samples_per_s, time_per_step_s, avg_power_w, "
             "energy_per_sample_j, macs_per_sample, params FROM bench_results WHERE run_id = ?",
             [run_id]).df()
-    finally:
-        con.close()

@@ -21,7 +21,9 @@ from typing import Any
 import duckdb
 from dlwh._lazy import pandas as pd
 
-from dlwh.carbon.settings import normalise_zone
+from dlwh.ingest.formats.electricitymaps._common import (  # the JSON -> rows conversion, shared with ingest
+    COLUMNS, ResponseError, intensity_frame, normalise_zone,
+)
 from dlwh.errors import DlwhError, UsageError
 
 DEFAULT_BASE_URL = "https://api.electricitymaps.com/v3"
@@ -29,95 +31,6 @@ ENV_TOKEN = "ELECTRICITYMAPS_TOKEN"
 ENV_BASE_URL = "ELECTRICITYMAPS_API_URL"
 PAST_RANGE_DAYS = 10          # the API's limit for one hourly /past-range call
 API_SOURCE = "electricitymaps-api"
-
-GRANULARITY_S: dict[str, float] = {
-    "5_minutes": 300.0, "15_minutes": 900.0, "hourly": 3600.0, "daily": 86400.0,
-}
-
-COLUMNS = ("zone", "ts", "period_s", "intensity_g_per_kwh", "emission_factor_type", "is_estimated",
-           "estimation_method", "is_forecast", "source", "updated_at", "fetched_at")
-
-
-class ResponseError(ValueError):
-    """A JSON document that is not an Electricity Maps carbon-intensity answer."""
-
-
-# -- JSON -> rows ---------------------------------------------------------------------------------------
-def _utc(text: Any, what: str) -> pd.Timestamp | None:
-    if text is None:
-        return None
-    try:
-        stamp = pd.Timestamp(str(text))
-    except (ValueError, TypeError):
-        raise ResponseError(f"{what} {text!r} is not an ISO 8601 time") from None
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
-    return stamp
-
-
-def intensity_frame(obj: Any, source: str, fetched_at: datetime | None = None,
-                    default_zone: str | None = None) -> pd.DataFrame:
-    """Rows for ``carbon_intensity`` from one carbon-intensity JSON answer.
-
-    Accepts /latest and /past (one object), /history ({"history": [...]}), /past-range ({"data": [...]})
-    and /forecast ({"forecast": [...]}). Lists default to hourly periods; a single value without
-    ``temporalGranularity`` is a point (period NULL). Raises ResponseError saying what is missing.
-    """
-    if not isinstance(obj, dict):
-        raise ResponseError("expected a JSON object with carbonIntensity, history, data or forecast")
-    is_forecast = False
-    if "forecast" in obj:
-        entries, is_forecast, listed = obj["forecast"], True, True
-    elif "history" in obj:
-        entries, listed = obj["history"], True
-    elif "data" in obj:
-        entries, listed = obj["data"], True
-    elif "carbonIntensity" in obj:
-        entries, listed = [obj], False
-    else:
-        keys = ", ".join(sorted(obj)[:6]) or "nothing"
-        raise ResponseError(f"no carbonIntensity, history, data or forecast in the answer (it has {keys})")
-    if not isinstance(entries, list):
-        raise ResponseError("history/data/forecast is not a list")
-    top_zone = obj.get("zone") or default_zone
-    rows = []
-    for number, entry in enumerate(entries, 1):
-        if not isinstance(entry, dict):
-            raise ResponseError(f"entry {number} is not an object")
-        value = entry.get("carbonIntensity")
-        if value is None:
-            continue  # the API sends null where it has no value; nothing to store
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ResponseError(f"entry {number}: carbonIntensity {value!r} is not a number")
-        if not 0 <= value <= 5000:
-            raise ResponseError(f"entry {number}: carbonIntensity {value} gCO2eq/kWh is out of range")
-        zone = entry.get("zone") or top_zone
-        if not zone:
-            raise ResponseError(f"entry {number} has no zone")
-        if "datetime" not in entry:
-            raise ResponseError(f"entry {number} has no datetime")
-        granularity = entry.get("temporalGranularity") or obj.get("temporalGranularity")
-        period = GRANULARITY_S.get(str(granularity)) if granularity else (3600.0 if listed else None)
-        estimated = entry.get("isEstimated")
-        rows.append({
-            "zone": normalise_zone(str(zone)),
-            "ts": _utc(entry["datetime"], f"entry {number}: datetime"),
-            "period_s": period,
-            "intensity_g_per_kwh": float(value),
-            "emission_factor_type": entry.get("emissionFactorType") or obj.get("emissionFactorType"),
-            "is_estimated": None if estimated is None else bool(estimated),
-            "estimation_method": entry.get("estimationMethod"),
-            "is_forecast": is_forecast,
-            "source": source,
-            "updated_at": _utc(entry.get("updatedAt") or obj.get("updatedAt"), f"entry {number}: updatedAt"),
-            "fetched_at": fetched_at,
-        })
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    if len(frame):
-        frame = frame.astype({"ts": "datetime64[us]", "updated_at": "datetime64[us]", "period_s": "float64",
-                              "is_estimated": "boolean", "fetched_at": "datetime64[us]"})
-    return frame
-
 
 def store(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> int:
     """Insert fetched rows (file_sha256 NULL), replacing earlier fetched values of the same zone, time and kind.
@@ -323,13 +236,10 @@ def fetch(con: duckdb.DuckDBPyConnection, zone: str, *, token: str | None = None
         if other:
             raise DlwhError(f"Electricity Maps answered for zone {other[0]}, not {zone}; nothing stored")
         frame = frame.drop_duplicates(subset=["zone", "ts", "is_forecast"], keep="last")
-    con.execute("BEGIN TRANSACTION")
-    try:
+    from dlwh.warehouse.db import transaction
+
+    with transaction(con):
         rows = store(con, frame)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     first = frame["ts"].min().to_pydatetime() if rows else None
     last = frame["ts"].max().to_pydatetime() if rows else None
     return FetchResult(zone, rows, first, last, [e for e, _ in answers])

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import duckdb
 
 from dlwh.errors import UsageError
+from dlwh.ingest.formats.electricitymaps._common import normalise_zone  # noqa: F401 (re-exported)
 
 # key -> (what it means, validator returning the stored text)
 KNOWN: dict[str, str] = {
@@ -15,14 +16,6 @@ KNOWN: dict[str, str] = {
     "intensity_g_per_kwh": "constant gCO2eq/kWh for runs whose zone has no intensity data",
     "intensity_max_age_h": "hours a point value (no period) stays in force (default 3)",
 }
-
-
-def normalise_zone(zone: str) -> str:
-    """An Electricity Maps zone key in its canonical (upper) case; raises UsageError when malformed."""
-    text = zone.strip().upper()
-    if not text or len(text) > 40 or not all(c.isalnum() or c in "-_" for c in text):
-        raise UsageError(f"zone {zone!r} is not a zone key such as DE, KR or US-CAL-CISO")
-    return text
 
 
 def check_pue(value: float) -> float:

@@ -1,7 +1,8 @@
 """``python -m dlwh.collect [options] -- CMD ...``: the collector without the full CLI.
 
 For GPU nodes that have only Python, torch and nvidia-ml-py (no typer): same options as
-``dlwh collect``; ``python -m dlwh.collect sweep --power-limits 150,200 -- CMD`` for sweeps.
+``dlwh collect``; ``python -m dlwh.collect sweep --power-limits 150,200 -- CMD`` for sweeps and
+``python -m dlwh.collect restore [RECORD ...]`` to put back the limits a killed sweep left.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from dlwh.collect.options import parse_tags
 
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["restore"]:
+        return _restore(args[1:])
     is_sweep = bool(args) and args[0] == "sweep"
     if is_sweep:
         args = args[1:]
@@ -55,6 +58,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except DlwhError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
+
+
+def _restore(args: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m dlwh.collect restore",
+                                description="Put back the GPU power limits a killed sweep left changed.")
+    p.add_argument("record", nargs="*", help="record files (default: every record of this host)")
+    p.add_argument("--force", action="store_true", help="also records whose sweep still seems to run")
+    ns = p.parse_args(list(args))
+    from dlwh.collect.limitstate import state_dir
+    from dlwh.collect.restore import restore_recorded
+
+    try:
+        report = restore_recorded(ns.record, force=ns.force)
+    except DlwhError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    for line in report.restored:
+        print(f"restored {line}")
+    for line in report.skipped:
+        print(f"skipped: {line}", file=sys.stderr)
+    for line in report.failed:
+        print(f"error: {line}", file=sys.stderr)
+    if not report.records:
+        print(f"nothing to restore: no power-limit record of this host in {state_dir()}")
+    return 1 if report.failed else 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """The one place dlwh talks to NVML (``import pynvml``, from nvidia-ml-py).
 
+Every NVML call of dlwh (the sampler in ``sources/nvml_source.py``, the sweeps' power limits, the
+GPU inventory) is a method of :class:`NvmlSession`; nothing else imports pynvml.
+
 Tests replace ``pynvml`` in ``sys.modules`` with a fake that replays values recorded on a real GPU.
 NVML's own errors are turned into :class:`NvmlUnavailable` (the source cannot be used, with a fix)
 or :class:`NvmlError` (one call failed) here and nowhere else.
@@ -8,9 +11,18 @@ or :class:`NvmlError` (one call failed) here and nowhere else.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 DRIVER_FIX = "install the NVIDIA driver, or run on a node with an NVIDIA GPU"
+_FV_ATTR = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
+"""pynvml's field-value union member by ``valueType``."""
+
+
+class Utilization(NamedTuple):
+    """nvmlDeviceGetUtilizationRates: GPU and memory busy time over the last sample period (%)."""
+
+    gpu_pct: int
+    memory_pct: int
 
 
 class NvmlUnavailable(Exception):
@@ -136,6 +148,62 @@ class NvmlSession:
     def set_power_limit_mw(self, index: int, limit_mw: int) -> None:
         """nvmlDeviceSetPowerManagementLimit (needs root); raises NvmlError."""
         self.call(self.N.nvmlDeviceSetPowerManagementLimit, self.handle(index), int(limit_mw))
+
+    # -- sampling reads (each raises NvmlError; ``not_supported`` says the GPU lacks the value) --
+    def power_fields_supported(self, index: int) -> bool:
+        """Whether the GPU gives the instant and average power field values (newer drivers/GPUs)."""
+        try:
+            vals = self.N.nvmlDeviceGetFieldValues(self.handle(index), self._power_fields())
+            return all(v.nvmlReturn == 0 for v in vals)
+        except (self.N.NVMLError, AttributeError, TypeError):
+            return False
+
+    def _power_fields(self) -> list[tuple[int, int]]:
+        return [(getattr(self.N, "NVML_FI_DEV_POWER_INSTANT", 186), 0),
+                (getattr(self.N, "NVML_FI_DEV_POWER_AVERAGE", 185), 0)]
+
+    def power_fields_mw(self, index: int) -> tuple[Optional[int], Optional[int]]:
+        """(instant, average) power in mW from nvmlDeviceGetFieldValues (None where not returned)."""
+        vals = self.call(self.N.nvmlDeviceGetFieldValues, self.handle(index), self._power_fields())
+        out: list[Optional[int]] = []
+        for v in vals:
+            out.append(getattr(v.value, _FV_ATTR.get(v.valueType, "uiVal")) if v.nvmlReturn == 0 else None)
+        return out[0], out[1]
+
+    def power_usage_mw(self, index: int) -> int:
+        """nvmlDeviceGetPowerUsage: board power in mW (averaged by the driver over about 1 s)."""
+        return int(self.call(self.N.nvmlDeviceGetPowerUsage, self.handle(index)))
+
+    def total_energy_mj(self, index: int) -> int:
+        """nvmlDeviceGetTotalEnergyConsumption: energy since the driver loaded, in mJ (slow: ~3 ms)."""
+        return int(self.call(self.N.nvmlDeviceGetTotalEnergyConsumption, self.handle(index)))
+
+    def power_limit_read_mw(self, index: int) -> int:
+        """nvmlDeviceGetPowerManagementLimit in mW, raising NvmlError (``power_limit_mw`` gives None)."""
+        return int(self.call(self.N.nvmlDeviceGetPowerManagementLimit, self.handle(index)))
+
+    def enforced_limit_read_mw(self, index: int) -> int:
+        """nvmlDeviceGetEnforcedPowerLimit in mW, raising NvmlError."""
+        return int(self.call(self.N.nvmlDeviceGetEnforcedPowerLimit, self.handle(index)))
+
+    def clock_mhz(self, index: int, which: str) -> int:
+        """Current clock in MHz; ``which`` is "sm", "mem" or "graphics"."""
+        kind = {"sm": self.N.NVML_CLOCK_SM, "mem": self.N.NVML_CLOCK_MEM,
+                "graphics": self.N.NVML_CLOCK_GRAPHICS}[which]
+        return int(self.call(self.N.nvmlDeviceGetClockInfo, self.handle(index), kind))
+
+    def utilization(self, index: int) -> Utilization:
+        """GPU and memory utilisation (%)."""
+        u = self.call(self.N.nvmlDeviceGetUtilizationRates, self.handle(index))
+        return Utilization(int(u.gpu), int(u.memory))
+
+    def temperature_c(self, index: int) -> int:
+        """GPU die temperature (°C)."""
+        return int(self.call(self.N.nvmlDeviceGetTemperature, self.handle(index), self.N.NVML_TEMPERATURE_GPU))
+
+    def memory_used_bytes(self, index: int) -> int:
+        """Device memory in use (bytes)."""
+        return int(self.call(self.N.nvmlDeviceGetMemoryInfo, self.handle(index)).used)
 
     def info(self, index: int) -> dict[str, Any]:
         """The manifest's entry for GPU ``index`` (power limits in W)."""

@@ -3,8 +3,10 @@
 ``collect(["python", "train.py"])`` checks the sources, creates the run directory, writes
 ``run.json`` (``end_utc`` null), starts the sources, runs the command with ``DLWH_RUN_DIR`` and
 ``DLWH_ANCHOR`` set (so its spans land in the run), waits, stops the sources and rewrites
-``run.json`` atomically with the end time and exit code. SIGINT, SIGTERM and SIGHUP are passed on
-to the command's process group; the run directory is completed either way.
+``run.json`` atomically with the end time and exit code. SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1
+and SIGUSR2 are passed on to the command's process group
+(:mod:`dlwh.collect.signals`); the run directory is completed either way. The workload's process is
+handled in :mod:`dlwh.collect.process`, the run directory's name in :mod:`dlwh.collect.rundir`.
 
 ``record()`` does the same around a block of Python code in this process.
 """
@@ -13,36 +15,30 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
-import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
-from dlwh.collect import hostinfo, manifest, spans
-from dlwh.collect.clock import ENV_ANCHOR, Anchor, compact_utc, iso_utc, take_anchor
+from dlwh.collect import hostinfo, manifest, nvml, spans
+from dlwh.collect.clock import ENV_ANCHOR, Anchor, iso_utc, take_anchor
 from dlwh.collect.layers import ENV_LAYER_SPANS
+from dlwh.collect.process import CommandNotFound, kill_group, popen, resolve_program, tee
+from dlwh.collect.rundir import default_name, make_run_dir as _make_dir
+from dlwh.collect.signals import SignalForwarder
 from dlwh.collect.sources import SOURCE_NAMES, SOURCES, Source, SourceUnavailable
-from dlwh.collect.sources.base import ExternalSource
-from dlwh.collect.sources.ipmi import MIN_INTERVAL_MS as IPMI_MIN_MS
-from dlwh.collect.sources.nvml_source import NvmlSource
 from dlwh.errors import DlwhError, UsageError
+
+_resolve_program = resolve_program  # the name sweep.py and older callers use
+__all__ = ["CollectOptions", "RunResult", "CommandNotFound", "SourceError", "SignalForwarder", "collect",
+           "record", "check_sources", "available_sources", "parse_sources", "default_name", "make_run_dir"]
 
 ENV_RUN_ID = "DLWH_RUN_ID"
 Tags = dict[str, Union[str, int, float]]
 Log = Callable[[str], None]
-
-
-class CommandNotFound(DlwhError):
-    """The workload's program does not exist."""
-
-    exit_code = 127
 
 
 class SourceError(DlwhError):
@@ -106,14 +102,6 @@ def parse_sources(spec: Union[str, Sequence[str]]) -> tuple[list[str], bool]:
     return list(dict.fromkeys(items)), True
 
 
-def _interval_for(name: str, opts: CollectOptions) -> int:
-    if name in opts.intervals_ms:
-        return int(opts.intervals_ms[name])
-    if name == "ipmi":
-        return max(IPMI_MIN_MS, opts.interval_ms)
-    return opts.interval_ms
-
-
 def check_sources(opts: CollectOptions, env: dict[str, str]) -> tuple[list[Source], list[dict[str, str]]]:
     """Check each requested source. Explicit ones that fail raise SourceError; auto ones are
     returned as ``{name, reason, fix}``."""
@@ -123,153 +111,42 @@ def check_sources(opts: CollectOptions, env: dict[str, str]) -> tuple[list[Sourc
     ok: list[Source] = []
     unavailable: list[dict[str, str]] = []
     for name in names:
-        interval = _interval_for(name, opts)
-        if name == "nvml":
-            src: Source = NvmlSource(interval, env, gpus=opts.gpus)
-        else:
-            src = SOURCES[name](interval, env)
+        cls = SOURCES[name]
+        interval, note = cls.choose_interval(opts.interval_ms, opts.intervals_ms.get(name))
+        src = cls.build(interval, env, gpus=opts.gpus)
         try:
             src.check()
         except SourceUnavailable as err:
             if explicit:
-                _close_sessions(ok)
+                release(ok)
                 raise SourceError(f"source {name} is unavailable: {err.reason}; {err.fix}") from None
             unavailable.append({"name": name, "reason": err.reason, "fix": err.fix})
             continue
-        if name == "ipmi" and interval > opts.interval_ms and "ipmi" not in opts.intervals_ms:
-            src.note(f"polled every {interval} ms (a BMC updates about once a second)")
+        if note:
+            src.note(note)
         ok.append(src)
     return ok, unavailable
 
 
-def _close_sessions(srcs: Sequence[Source]) -> None:
-    """Close the NVML session a checked but never started NVML source holds."""
+def release(srcs: Sequence[Source]) -> None:
+    """Give back what checked but never started sources hold (an NVML session)."""
     for s in srcs:
-        if isinstance(s, NvmlSource) and s.session is not None:
-            s.session.close()
+        s.release()
+
+
+_close_sessions = release
 
 
 def available_sources(interval_ms: int = 100) -> tuple[list[str], list[dict[str, str]]]:
     """Which sources could record here: (names, [{name, reason, fix}])."""
     srcs, unavailable = check_sources(CollectOptions(interval_ms=interval_ms), dict(os.environ))
-    _close_sessions(srcs)
+    release(srcs)
     return [s.name for s in srcs], unavailable
-
-
-# -- naming ---------------------------------------------------------------------------------------
-def default_name(command: Sequence[str]) -> str:
-    """A short run name from the command: the script or module for Python, else the program."""
-    prog = os.path.basename(command[0]) if command else "run"
-    name = prog
-    if re.match(r"^python[\d.]*$", prog) and len(command) > 1:
-        args = list(command[1:])
-        i = 0
-        while i < len(args):
-            a = args[i]
-            if a == "-m" and i + 1 < len(args):
-                name = args[i + 1].rsplit(".", 1)[-1]
-                break
-            if a == "-c":
-                name = "python-c"
-                break
-            if not a.startswith("-"):
-                name = Path(a).stem
-                break
-            i += 1
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "run"
-    return name[:40]
 
 
 def make_run_dir(opts: CollectOptions, command: Sequence[str], utc_ns: int) -> Path:
     """Create the run directory (``--out`` or ``traces/<UTC>-<name>``); it must be new or empty."""
-    if opts.out is not None:
-        d = Path(opts.out)
-        if d.exists() and (not d.is_dir() or any(d.iterdir())):
-            raise UsageError(f"{d} already exists and is not an empty directory; "
-                             "choose another --out")
-        d.mkdir(parents=True, exist_ok=True)
-        return d
-    base = Path(opts.traces_dir) / f"{compact_utc(utc_ns)}-{opts.name or default_name(command)}"
-    d = base
-    n = 2
-    while True:
-        try:
-            d.mkdir(parents=True, exist_ok=False)
-            return d
-        except FileExistsError:
-            d = base.with_name(f"{base.name}-{n}")
-            n += 1
-
-
-# -- signals --------------------------------------------------------------------------------------
-class SignalForwarder:
-    """While installed, SIGINT/SIGTERM/SIGHUP go to the current workload's process group.
-
-    The first signal is passed on as it is; a second one becomes SIGTERM, a third SIGKILL. After
-    SIGTERM or SIGHUP the workload gets ``grace_s`` seconds before SIGKILL. ``interrupted`` stays
-    set so that a sweep stops after the current run.
-    """
-
-    SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None),
-                                getattr(signal, "SIGHUP", None)) if s is not None)
-
-    def __init__(self, grace_s: float = 10.0) -> None:
-        self.grace_s = grace_s
-        self.child: Optional[subprocess.Popen[bytes]] = None
-        self.count = 0
-        self.signum: Optional[int] = None
-        self._old: dict[int, Any] = {}
-        self._timer: Optional[threading.Timer] = None
-
-    @property
-    def interrupted(self) -> bool:
-        return self.count > 0
-
-    def install(self) -> "SignalForwarder":
-        if threading.current_thread() is threading.main_thread():
-            for s in self.SIGNALS:
-                self._old[s] = signal.signal(s, self._handle)
-        return self
-
-    def restore(self) -> None:
-        for s, old in self._old.items():
-            signal.signal(s, old)
-        self._old.clear()
-        if self._timer is not None:
-            self._timer.cancel()
-
-    def __enter__(self) -> "SignalForwarder":
-        return self.install()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.restore()
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.count += 1
-        self.signum = self.signum or signum
-        send = signum if self.count == 1 else (signal.SIGTERM if self.count == 2 else signal.SIGKILL)
-        self._send(send)
-        if send != signal.SIGINT and send != signal.SIGKILL and self._timer is None:
-            self._timer = threading.Timer(self.grace_s, self._send, (signal.SIGKILL,))
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _send(self, sig: int) -> None:
-        child = self.child
-        if child is None or child.poll() is not None:
-            return
-        try:
-            os.killpg(child.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            try:
-                child.send_signal(sig)
-            except ProcessLookupError:
-                pass
-
-    def attach(self, child: Optional[subprocess.Popen[bytes]]) -> None:
-        self.child = child
-        if child is not None and self.count:  # a signal came before the child existed
-            self._send(signal.SIGTERM)
+    return _make_dir(opts.out, opts.traces_dir, opts.name or default_name(command), utc_ns)
 
 
 # -- one recording --------------------------------------------------------------------------------
@@ -303,12 +180,12 @@ class Recording:
             self.anchor = take_anchor()
             self.run_dir = make_run_dir(self.opts, self.command, self.anchor.utc_ns).resolve()
         except BaseException:
-            _close_sessions(self.sources)
+            release(self.sources)
             raise
         self.run_id = f"{self.run_dir.name}-{secrets.token_hex(3)}"
         if not self.tz_known:
             for src in self.sources:
-                if isinstance(src, ExternalSource):
+                if src.uses_local_time:
                     src.note("host time zone unknown: the tool ran with TZ=UTC")
         gpus = self._gpus()
         started: list[Source] = []
@@ -334,19 +211,12 @@ class Recording:
         self._announce()
 
     def _gpus(self) -> list[dict[str, Any]]:
-        from dlwh.collect import nvml as _nvml
-        from dlwh.collect.sources.nvidia_smi import gpu_inventory as smi_inventory
-
-        for s in self.sources:
-            if isinstance(s, NvmlSource) and s.session is not None:
-                try:
-                    return [s.session.info(i) for i in range(s.session.count())]
-                except _nvml.NvmlError:
-                    break
-        gpus = _nvml.gpu_inventory()
-        if not gpus and any(s.name == "nvidia-smi" for s in self.sources):
-            gpus = smi_inventory(self.env)
-        return gpus
+        """The GPUs as the first source that can tell says, else as NVML says ([] without NVML)."""
+        for src in self.sources:
+            gpus = src.gpu_inventory()
+            if gpus:
+                return gpus
+        return nvml.gpu_inventory()
 
     def _announce(self) -> None:
         used = ", ".join(f"{s.name} ({s.interval_ms} ms)" for s in self.sources) or "none"
@@ -392,50 +262,6 @@ def _noop(msg: str) -> None:
 
 
 # -- running a command ----------------------------------------------------------------------------
-def _resolve_program(command: Sequence[str], env: dict[str, str]) -> None:
-    if not command:
-        raise UsageError("no command to run; put it after --, e.g. dlwh collect -- python train.py")
-    prog = command[0]
-    if os.sep in prog or (os.altsep and os.altsep in prog):
-        if not (os.path.isfile(prog) and os.access(prog, os.X_OK)):
-            raise CommandNotFound(f"cannot run {prog!r}: no such executable file; check the path")
-    elif shutil.which(prog, path=env.get("PATH")) is None:
-        raise CommandNotFound(f"command not found: {prog!r}; check the name or your PATH")
-
-
-def _popen(command: Sequence[str], env: dict[str, str], save_dir: Optional[Path]) -> subprocess.Popen[bytes]:
-    kw: dict[str, Any] = {"env": env}
-    if sys.version_info >= (3, 11):
-        kw["process_group"] = 0
-    else:  # pragma: no cover - Python 3.10
-        kw["start_new_session"] = True
-    if save_dir is not None:
-        kw["stdout"] = subprocess.PIPE
-        kw["stderr"] = subprocess.PIPE
-    return subprocess.Popen(list(command), **kw)
-
-
-def _tee(pipe: Any, path: Path, console: Any) -> threading.Thread:
-    def run() -> None:
-        with open(path, "wb") as f:
-            fd = pipe.fileno()
-            while True:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                f.write(chunk)
-                f.flush()
-                try:
-                    console.write(chunk)
-                    console.flush()
-                except (OSError, ValueError):
-                    pass
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
-
-
 def collect(
     command: Sequence[str],
     options: Optional[CollectOptions] = None,
@@ -453,7 +279,7 @@ def collect(
     if options is not None and kw:
         raise TypeError("pass either options or keyword arguments, not both")
     env = dict(os.environ)
-    _resolve_program(command, env)
+    resolve_program(command, env)
     rec = Recording(opts, command, env)
     own_forwarder = forwarder is None
     fw = forwarder or SignalForwarder(opts.grace_s)
@@ -471,15 +297,15 @@ def collect(
         else:
             t_start = time.monotonic()
             try:
-                child = _popen(command, rec.child_env(), save_dir)
+                child = popen(command, rec.child_env(), save_dir is not None)
             except OSError as err:
                 rec.close(None)
                 raise CommandNotFound(f"cannot run {command[0]!r}: {err.strerror or err}") from None
             fw.attach(child)
             tees = []
             if save_dir is not None:
-                tees = [_tee(child.stdout, save_dir / "stdout.log", sys.stdout.buffer),
-                        _tee(child.stderr, save_dir / "stderr.log", sys.stderr.buffer)]
+                tees = [tee(child.stdout, save_dir / "stdout.log", sys.stdout.buffer),
+                        tee(child.stderr, save_dir / "stderr.log", sys.stderr.buffer)]
             exit_code = child.wait()
             for t in tees:
                 t.join(timeout=5)
@@ -487,11 +313,7 @@ def collect(
             elapsed = time.monotonic() - t_start
         rec.close(exit_code)
     except BaseException:
-        if child is not None and child.poll() is None:
-            try:
-                os.killpg(child.pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_group(child)
         if rec.run_dir is not None and rec.manifest and rec.manifest.get("end_utc") is None:
             with contextlib.suppress(Exception):
                 rec.close(child.returncode if child is not None else None)

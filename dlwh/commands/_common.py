@@ -49,13 +49,33 @@ def friendly_errors(func: F) -> F:
             fail(f"missing Python package {name!r}; install it with: pip install 'dlwh[all]'", 1)
         except typer.Exit:
             raise
+        except BrokenPipeError:
+            quiet_broken_pipe()
         except Exception as err:  # last resort: one line, the traceback only on request
             if os.environ.get("DLWH_DEBUG"):
                 raise
+            from dlwh.warehouse.errors import is_duckdb_error, translate  # imports no duckdb
+
+            if is_duckdb_error(err):
+                dlwh_err = translate(err)
+                fail(str(dlwh_err), dlwh_err.exit_code)
             fail(f"internal error: {type(err).__name__}: {err} (set DLWH_DEBUG=1 for the traceback "
                  "and report it)", 1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def quiet_broken_pipe() -> None:
+    """The reader of our output went away (``dlwh sql ... | head``): stop quietly with exit 0.
+
+    Standard output is pointed at /dev/null so that Python's final flush does not fail again.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # no real file descriptor (tests capturing output)
+    raise typer.Exit(0)
 
 
 def db_arg(db: Optional[str]) -> Optional[str]:

@@ -53,16 +53,13 @@ def register(app: typer.Typer) -> None:
         """Fit models of time, power and energy per epoch; print their cross-validated accuracy; store them."""
         from dlwh.analysis.fit import fit as run_fit
         from dlwh.analysis.fit import score_table
-        from dlwh.warehouse import open_warehouse, resolve_db_path
+        from dlwh.warehouse import resolve_db_path, transaction, warehouse
 
         if n_estimators < 1:
             raise UsageError("--n-estimators must be at least 1")
-        con = open_warehouse(db)
-        try:
+        with warehouse(db) as con, transaction(con):  # models and scores stored together or not at all
             report = run_fit(con, target=target, algo=algo, gpu=gpu, cv=cv, n_estimators=n_estimators,
                              progress=lambda line: typer.echo(line, err=True))
-        finally:
-            con.close()
         typer.echo(f"cross-validated accuracy ({cv}; MAPE of out-of-fold predictions, R² of log values):")
         typer.echo(score_table(report.scores).to_string(index=False))
         typer.echo("(in brackets: the same error when nothing changes, i.e. each row predicted by its configuration's "
@@ -99,15 +96,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Predict throughput, time per epoch, power and energy at power limits, with 90 % intervals."""
         from dlwh.analysis.predict import describe, predict, table_for_print
-        from dlwh.warehouse import open_warehouse
+        from dlwh.warehouse import warehouse
 
         q = _query_options(power_limit, gpu, model, macs, params, batch_size, dataset, optimizer, precision, gpus,
                            epochs, samples_per_epoch, algo)
-        con = open_warehouse(db)
-        try:
+        with warehouse(db, read_only=True) as con:
             pred = predict(con, q)
-        finally:
-            con.close()
         _warn(pred.warnings)
         for note in pred.notes:
             typer.echo(f"note: {note}", err=True)
@@ -150,7 +144,7 @@ def register(app: typer.Typer) -> None:
         """How many epochs an energy budget trains at each power limit, how long, and the limits that minimise energy and cost."""
         from dlwh.analysis import plots
         from dlwh.analysis.simulate import simulate, summary_lines, table_for_print
-        from dlwh.warehouse import open_warehouse
+        from dlwh.warehouse import warehouse
 
         if not no_plot:
             plots.check_out(plot)
@@ -158,9 +152,8 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--carbon needs --window-start and --window-end (ISO 8601 times)")
         q = _query_options(power_limits, gpu, model, macs, params, batch_size, dataset, None, None, None,
                            None, None, algo)
-        con = open_warehouse(db)
         schedule = None
-        try:
+        with warehouse(db, read_only=True) as con:
             sim = simulate(con, q, budget_epochs=budget_epochs, budget_kwh=budget_kwh, reference_limit=reference_limit,
                            eta=eta, target_metric=target_metric, zone=zone, intensity=intensity, pue=pue,
                            max_slowdown_pct=max_slowdown)
@@ -170,8 +163,6 @@ def register(app: typer.Typer) -> None:
                 schedule = schedule_for_simulation(
                     con, sim, carbon, parse_window_time(window_start, "--window-start"),
                     parse_window_time(window_end, "--window-end"), window_step_h)
-        finally:
-            con.close()
         _warn(sim.prediction.warnings)
         for note in sim.notes:
             typer.echo(f"note: {note}", err=True)
@@ -204,13 +195,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Draw a plot from the warehouse (matplotlib, PNG or SVG)."""
         from dlwh.analysis import plots
-        from dlwh.warehouse import open_warehouse
+        from dlwh.warehouse import warehouse
 
         if kind not in PLOT_KINDS:
             raise UsageError(f"plot {kind!r}: choose one of {', '.join(PLOT_KINDS)}")
         plots.check_out(out)
-        con = open_warehouse(db)
-        try:
+        with warehouse(db, read_only=True) as con:
             if kind == "power":
                 if not run:
                     raise UsageError("plot power needs --run RUN_ID")
@@ -226,8 +216,6 @@ def register(app: typer.Typer) -> None:
                         raise UsageError("plot pareto needs --model")
                     fig = plots.pareto(con, gpu, model, dataset)
             path = plots.save(fig, out)
-        finally:
-            con.close()
         typer.echo(f"plot: {path}")
 
     @app.command("report")
@@ -242,13 +230,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write one self-contained HTML page with the warehouse's key tables and plots."""
         from dlwh.analysis import report
-        from dlwh.warehouse import open_warehouse, resolve_db_path
+        from dlwh.warehouse import resolve_db_path, warehouse
 
-        con = open_warehouse(db)
-        try:
+        with warehouse(db, read_only=True) as con:
             path = report.write(con, str(resolve_db_path(db)), out, budget_epochs, zone, intensity, pue)
-        finally:
-            con.close()
         typer.echo(f"report: {path}")
 
 

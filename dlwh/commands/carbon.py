@@ -67,17 +67,14 @@ def fetch_cmd(
 ) -> None:
     """Fetch carbon intensity from the Electricity Maps v3 API into the warehouse."""
     from dlwh.carbon.electricitymaps import fetch
-    from dlwh.warehouse import open_warehouse
+    from dlwh.warehouse import warehouse
 
     if timeout <= 0:
         raise UsageError("--timeout must be positive")
     lo, hi = parse_time(start, "--start"), parse_time(end, "--end")
-    con = open_warehouse(db)
-    try:
+    with warehouse(db) as con:
         result = fetch(con, zone, token=token, start=lo, end=hi, forecast=forecast, base_url=api_url,
                        timeout_s=timeout)
-    finally:
-        con.close()
     if result.rows:
         typer.echo(f"{result.zone}: {result.rows} intensity values stored, {result.first_ts:%Y-%m-%d %H:%M}.."
                    f"{result.last_ts:%Y-%m-%d %H:%M} UTC ({', '.join(result.endpoints)})")
@@ -94,13 +91,10 @@ def set_cmd(
 ) -> None:
     """Store a warehouse-wide carbon setting (run tags zone/pue/intensity_g_per_kwh take precedence)."""
     from dlwh.carbon.settings import set_setting
-    from dlwh.warehouse import open_warehouse
+    from dlwh.warehouse import warehouse
 
-    con = open_warehouse(db)
-    try:
+    with warehouse(db) as con:
         set_setting(con, key, value)
-    finally:
-        con.close()
     typer.echo(f"{key} set")
 
 
@@ -109,13 +103,10 @@ def set_cmd(
 def unset_cmd(key: str = typer.Argument(..., help="The setting to remove."), db: Optional[str] = DbOption) -> None:
     """Remove a carbon setting (its default applies again)."""
     from dlwh.carbon.settings import set_setting
-    from dlwh.warehouse import open_warehouse
+    from dlwh.warehouse import warehouse
 
-    con = open_warehouse(db)
-    try:
+    with warehouse(db) as con:
         set_setting(con, key, None)
-    finally:
-        con.close()
     typer.echo(f"{key} removed")
 
 
@@ -124,13 +115,10 @@ def unset_cmd(key: str = typer.Argument(..., help="The setting to remove."), db:
 def settings_cmd(db: Optional[str] = DbOption) -> None:
     """Show the carbon settings and what each means."""
     from dlwh.carbon.settings import KNOWN, all_settings
-    from dlwh.warehouse import open_warehouse
+    from dlwh.warehouse import warehouse
 
-    con = open_warehouse(db)
-    try:
+    with warehouse(db, read_only=True) as con:
         stored = all_settings(con)
-    finally:
-        con.close()
     for key, meaning in KNOWN.items():
         typer.echo(f"{key:<22} {stored.get(key, '(not set)'):<12} {meaning}")
 
@@ -145,13 +133,10 @@ def intensity_cmd(
 ) -> None:
     """Show the carbon intensity that applies to a zone at a time, and where it comes from."""
     from dlwh.carbon.intensity import resolve_intensity
-    from dlwh.warehouse import open_warehouse
+    from dlwh.warehouse import warehouse
 
-    con = open_warehouse(db)
-    try:
+    with warehouse(db, read_only=True) as con:
         value, source = resolve_intensity(con, zone, intensity, parse_time(at, "--at"))
-    finally:
-        con.close()
     typer.echo(f"{value:g} gCO2eq/kWh  ({source})")
 
 
@@ -185,20 +170,17 @@ def emissions_cmd(
 ) -> None:
     """Energy (kWh) and emissions (gCO2eq) per run or span, with the intensity source."""
     from dlwh.carbon.emissions import run_emissions, span_emissions
-    from dlwh.warehouse import open_warehouse
+    from dlwh.warehouse import warehouse
 
     if kind and not spans:
         raise UsageError("--kind needs --spans")
-    con = open_warehouse(db)
-    try:
+    with warehouse(db, read_only=True) as con:
         if spans:
             frame = span_emissions(con, zone=zone, intensity_g_per_kwh=intensity, pue=pue, run_id=run,
                                    kind=kind, per_sensor=per_sensor)
         else:
             frame = run_emissions(con, zone=zone, intensity_g_per_kwh=intensity, pue=pue, run_id=run,
                                   per_sensor=per_sensor)
-    finally:
-        con.close()
     if frame.empty:
         raise UsageError("no power readings for " + (f"run {run!r}" if run else "any run")
                          + " in the warehouse; ingest a run first (dlwh ingest PATH)")
@@ -221,15 +203,12 @@ def schedule_cmd(
 ) -> None:
     """When, within a window, a job of known energy would emit least (from history or forecast)."""
     from dlwh.carbon.schedule import best_window
-    from dlwh.warehouse import open_warehouse
+    from dlwh.warehouse import warehouse
 
     lo, hi = parse_time(start, "--start"), parse_time(end, "--end")
-    con = open_warehouse(db)
-    try:
+    with warehouse(db, read_only=True) as con:
         plan = best_window(con, zone, energy_kwh, parse_duration(duration, "--duration"), lo, hi,
                            timedelta(seconds=parse_duration(step, "--step")), pue=pue)
-    finally:
-        con.close()
     if show_all or csv:
         _print(plan.candidates, csv, False)
         if csv:

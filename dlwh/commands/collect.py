@@ -129,6 +129,38 @@ def sweep_cmd(
     raise typer.Exit(failed[0].shell_exit_code if failed else (130 if len(results) < len(limits) else 0))
 
 
+@collect_app.command("restore", context_settings={"help_option_names": ["-h", "--help"]})
+@friendly_errors
+def restore_cmd(
+    record: Optional[List[str]] = typer.Argument(
+        None, metavar="[RECORD]...", show_default=False,
+        help="Record files to restore from (default: every record of this host in the state directory)."),
+    force: bool = typer.Option(False, "--force", help="Also restore records whose sweep still seems to run."),
+) -> None:
+    """Put back the GPU power limits that a killed or crashed sweep left changed.
+
+    Example: sudo dlwh collect restore
+
+    A sweep records the original limits before changing any (in $XDG_STATE_HOME/dlwh, and a copy
+    beside its runs). Exits 1 when a GPU could not be restored.
+    """
+    from pathlib import Path
+
+    from dlwh.collect.limitstate import state_dir
+    from dlwh.collect.restore import restore_recorded
+
+    report = restore_recorded([Path(r) for r in record or []], force=force)
+    for line in report.restored:
+        typer.echo(f"restored {line}")
+    for line in report.skipped:
+        typer.echo(f"skipped: {line}", err=True)
+    for line in report.failed:
+        typer.echo(f"error: {line}", err=True)
+    if not report.records:
+        typer.echo(f"nothing to restore: no power-limit record of this host in {state_dir()}")
+    raise typer.Exit(1 if report.failed else 0)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``dlwh collect`` (and ``dlwh collect sweep``) to ``app``."""
     app.add_typer(collect_app, name="collect")

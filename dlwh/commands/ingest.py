@@ -41,12 +41,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Load traces (nvidia-smi, perf, ipmitool, powermetrics, dlwh runs, ...) into the warehouse."""
         from dlwh.ingest.loader import IngestOptions, format_summary, ingest_paths
-        from dlwh.warehouse import open_warehouse, resolve_db_path
+        from dlwh.warehouse import resolve_db_path, warehouse
 
         options = IngestOptions(tz=tz, start=start, run_id=run_id, tags=parse_tags(tag), dry_run=dry_run,
                                 format_options={k: v for k, v in (("fields", fields), ("gpu", gpu), ("interval_s", interval_s))
                                                 if v is not None})
-        con = open_warehouse(db)
         progress = _progress() if is_tty() and not quiet else None
 
         def on_file(result, done, total):
@@ -60,11 +59,11 @@ def register(app: typer.Typer) -> None:
             typer.echo(line, err=result.outcome == "failed")
 
         try:
-            results = ingest_paths(con, paths, options, on_file)
+            with warehouse(db) as con:
+                results = ingest_paths(con, paths, options, on_file)
         finally:
             if progress is not None:
                 progress.clear()
-            con.close()
         typer.echo("")
         typer.echo(format_summary(results))
         where = resolve_db_path(db)

@@ -52,18 +52,15 @@ def profile_cmd(
     from dlwh.errors import UsageError
     from dlwh.models import MAC_OPERATORS, format_macs, profile, store_profile
     from dlwh.models.complexity import check_profile_args
-    from dlwh.warehouse.db import open_warehouse, resolve_db_path
+    from dlwh.warehouse import resolve_db_path, warehouse
 
     # wrong names and inputs fail before anything slow or any file is touched
     spec, _ = check_profile_args(name, batch_size, input_shape, seq_len)
     if top < 0:
         raise UsageError(f"--top must be 0 or more, not {top}")
-    con = open_warehouse(db_arg(db))
-    try:
+    with warehouse(db_arg(db)) as con:
         p = profile(spec.name, batch_size=batch_size, input_shape=input_shape, seq_len=seq_len)
         store_profile(con, p)
-    finally:
-        con.close()
 
     echo = typer.echo
     echo(f"{p.model} at input {p.input_desc}, batch size {p.batch_size} (fvcore {p.fvcore_version})")
@@ -102,14 +99,11 @@ def import_cmd(
     """Import MAC and parameter counts of your own architectures (idempotent)."""
     from dlwh.models import import_complexity_csv
     from dlwh.models.importer import read_import_csv
-    from dlwh.warehouse.db import open_warehouse, resolve_db_path
+    from dlwh.warehouse import resolve_db_path, warehouse
 
     read_import_csv(file)  # validate before touching the warehouse
-    con = open_warehouse(db_arg(db))
-    try:
+    with warehouse(db_arg(db)) as con:
         result = import_complexity_csv(con, file)
-    finally:
-        con.close()
     typer.echo(
         f"imported {result.rows} row{'s' if result.rows != 1 else ''} from {file} into {resolve_db_path(db)} "
         f"({result.new} new, {result.updated} updated, {result.unchanged} unchanged)"

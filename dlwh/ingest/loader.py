@@ -22,7 +22,7 @@ from dlwh._lazy import pandas as pd
 
 from dlwh.errors import DlwhError, ParseError
 from dlwh.ingest import formats
-from dlwh.ingest.formats.dlwh_manifest import load_manifest
+from dlwh.ingest.formats.dlwh.manifest import load_manifest
 from dlwh.ingest.timeutil import local_zone, parse_utc, to_naive_utc, zone_from_name, zone_name
 from dlwh.ingest.trace import IngestContext, RunInfo, Table, Trace, drop_scratch
 
@@ -213,7 +213,7 @@ class _Loader:
         module = formats.detect(head.decode("utf-8", errors="replace"), path)
         if module is None:
             return FileResult(path, "failed" if explicit else "skipped",
-                              message="not a trace format dlwh knows (see README, 'Formats')")
+                              message="not a trace format dlwh knows (see docs/formats.md)")
         sha, data = _hash_and_keep(path, KEEP_BYTES)
         known = self.con.execute("SELECT path, options FROM files WHERE sha256 = ? ORDER BY path = ? DESC LIMIT 1",
                                  [sha, str(path)]).fetchone()

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Protocol, Union, runtime_checkable
 
 import duckdb
 from dlwh._lazy import pandas as pd
@@ -81,6 +81,27 @@ class Trace:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     scratch: list[str] = field(default_factory=list)  # 'TABLE t' / 'VIEW v' behind the relations, dropped after insert
+
+
+@runtime_checkable
+class FormatModule(Protocol):
+    """What every format module (``dlwh/ingest/formats/<tool>/<format>.py``) provides.
+
+    The tool's package (``formats/<tool>/__init__.py``) names the tool in ``TOOL``; the registry
+    (``FORMAT_MODULES`` in ``dlwh/ingest/formats/__init__.py``) lists the module, one line per format.
+    """
+
+    NAME: str                       # the format's name, stored in files.format; unique
+    DESCRIPTION: str                # one line for docs/formats.md: what the file is and what it gives
+    EXTENSIONS: tuple[str, ...]     # usual file names/endings (informative: detection is by content)
+
+    def sniff(self, head: str, path: Path) -> bool:
+        """True if ``head`` (the first 64 KiB as text) is this format. Never raises; cheap."""
+        ...
+
+    def parse(self, ctx: IngestContext) -> Trace:
+        """The file's content as normalised tables; ParseError (with the line) for what it cannot read."""
+        ...
 
 
 def drop_scratch(con: duckdb.DuckDBPyConnection, entries: list[str]) -> None:

@@ -32,13 +32,10 @@ def _sql(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -
 
 @contextmanager
 def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    _sql(con, "BEGIN TRANSACTION")
-    try:
+    from dlwh.warehouse.db import transaction  # the warehouse's own (imported late: db imports this module)
+
+    with transaction(con):
         yield
-        _sql(con, "COMMIT")
-    except BaseException:
-        _sql(con, "ROLLBACK")
-        raise
 
 
 _SHIPPED = """

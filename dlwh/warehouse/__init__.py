@@ -1,5 +1,18 @@
-"""The DuckDB warehouse: schema, migrations and queries."""
+"""The DuckDB warehouse: schema, migrations and queries.
 
-from dlwh.warehouse.db import DEFAULT_DB, SCHEMA_VERSION, open_warehouse, resolve_db_path
+Open it with ``with warehouse(db, read_only=True) as con:`` and change it with
+``with transaction(con):``; DuckDB's errors become dlwh's in ``dlwh.warehouse.errors.translate``.
+"""
 
-__all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "open_warehouse", "resolve_db_path"]
+from dlwh.warehouse.db import (
+    DEFAULT_DB,
+    SCHEMA_VERSION,
+    Transaction,
+    open_warehouse,
+    resolve_db_path,
+    transaction,
+    warehouse,
+)
+
+__all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "Transaction", "open_warehouse", "resolve_db_path", "transaction",
+           "warehouse"]

@@ -1,7 +1,12 @@
-"""Open the warehouse file and bring its schema up to date.
+"""Open the warehouse file and bring its schema up to date; the one way to open and change it.
+
+``warehouse(path, read_only=..., create=...)`` opens (and closes) a connection; ``transaction(con)``
+wraps a change (BEGIN, COMMIT, or ROLLBACK first on any exception, then the same exception).
 
 The DDL lives in numbered ``sql/NNNN_name.sql`` files inside the package; ``schema_version``
-records which have been applied. An older warehouse is migrated when opened; a newer one is refused.
+records which have been applied. Opened for writing, an older warehouse is migrated; opened
+read-only, it is refused with a hint to run ``dlwh migrate`` (read-only never writes); a newer one
+is always refused.
 """
 
 from __future__ import annotations
@@ -11,13 +16,16 @@ import os
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 
 from dlwh.errors import UsageError, WarehouseError
+from dlwh.warehouse.errors import translate
 from dlwh.models.store import seed_zoo_complexity
 
 DEFAULT_DB = "dlwh.duckdb"
@@ -77,67 +85,174 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     for number, name, sql in _migrations():
         if number <= version:
             continue
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             con.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version ("
                 "version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)"
             )
             con.execute(sql)
             con.execute(
-                "INSERT INTO schema_version VALUES (?, ?, ?)",
+                "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
                 [number, name, datetime.now(timezone.utc).replace(tzinfo=None)],
             )
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
     return SCHEMA_VERSION
 
 
 def open_warehouse(
-    db: str | os.PathLike[str] | None = None, *, read_only: bool = False
+    db: str | os.PathLike[str] | None = None, *, read_only: bool = False, create: bool = True
 ) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) and migrate the warehouse; returns a DuckDB connection.
+    """A DuckDB connection to the warehouse (``db``, else ``$DLWH_DB``, else ``./dlwh.duckdb``).
 
-    ``read_only`` opens an existing file without migrating it (for queries).
+    ``read_only``: the file must exist and be of this dlwh's schema; it is opened with DuckDB's
+    ``read_only=True`` (several readers at once, nothing written, nothing migrated). Otherwise the
+    file is migrated to this dlwh's schema and, when missing, created (with its folder) if
+    ``create``, else refused. Prefer ``with warehouse(...) as con:``, which also closes it.
     """
     path = resolve_db_path(db)
-    if read_only and not path.exists():
-        raise WarehouseError(
-            f"no warehouse at {path}; run 'dlwh ingest PATH' first or pass --db / set DLWH_DB"
-        )
+    if (read_only or not create) and not path.is_file():
+        raise WarehouseError(f"no warehouse at {path}; run dlwh ingest first")
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             _copy_template(path)
     try:
-        con = duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as err:
-        raise WarehouseError(f"cannot open warehouse {path}: {err}") from None
+        con = _connect(path, read_only)
+    except (duckdb.IOException, duckdb.ConnectionException) as err:
+        raise translate(err, path=path) from None
     except duckdb.Error as err:
         raise WarehouseError(f"{path} is not a DuckDB warehouse ({err}); pass another --db") from None
-    con.execute("SET TimeZone = 'UTC'")
-    _apply_memory_limit(con)
-    if read_only:
-        version = current_version(con)
-        if version > SCHEMA_VERSION:
-            con.close()
-            raise WarehouseError(
-                f"this warehouse has schema version {version}, newer than this dlwh understands "
-                f"({SCHEMA_VERSION}); upgrade dlwh to open it"
-            )
-        if version < SCHEMA_VERSION:
-            con.close()
-            con = duckdb.connect(str(path))
-            con.execute("SET TimeZone = 'UTC'")
-            _apply_memory_limit(con)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        _apply_memory_limit(con)
+        if read_only:
+            _check_read_only_version(con, path)
+        else:
             migrate(con)
             seed_zoo_complexity(con)
-        return con
-    migrate(con)
-    seed_zoo_complexity(con)
+    except BaseException:
+        con.close()
+        raise
     return con
+
+
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """DuckDB's connection; read-only where this process has not opened the file for writing already.
+
+    DuckDB keeps one database instance per file and process, with one configuration: where this
+    process (a notebook, a test) holds the warehouse open for writing, a read-only open shares that
+    instance. Read-only commands still write nothing (``dlwh sql`` then checks statements itself:
+    ``dlwh.warehouse.query.refuse_writes``).
+    """
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.ConnectionException as err:
+        if not read_only or "different configuration" not in str(err):
+            raise
+        return duckdb.connect(str(path))
+
+
+def is_read_only(con: duckdb.DuckDBPyConnection) -> bool:
+    """True when DuckDB itself refuses writes on this connection's warehouse."""
+    row = con.execute("SELECT readonly FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    return bool(row and row[0])
+
+
+def _check_read_only_version(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Refuse a read-only warehouse whose schema is not this dlwh's (read-only never migrates)."""
+    version = current_version(con)
+    if version > SCHEMA_VERSION:
+        raise WarehouseError(
+            f"this warehouse has schema version {version}, newer than this dlwh understands "
+            f"({SCHEMA_VERSION}); upgrade dlwh (pip install -U dlwh) to open it"
+        )
+    if version < SCHEMA_VERSION:
+        raise WarehouseError(
+            f"the warehouse {path} has schema version {version}, older than this dlwh's ({SCHEMA_VERSION}); "
+            f"run dlwh migrate --db {path} (or any dlwh ingest) to bring it up to date"
+        )
+
+
+def upgrade(db: str | os.PathLike[str] | None = None) -> tuple[int, int]:
+    """Migrate an existing warehouse to this dlwh's schema; returns (version before, version after)."""
+    path = resolve_db_path(db)
+    before = 0
+    if path.is_file():
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+        except duckdb.Error:
+            con = None  # open_warehouse below says what is wrong
+        if con is not None:
+            try:
+                before = current_version(con)
+            finally:
+                con.close()
+    with warehouse(path, create=False) as con:
+        return before, current_version(con)
+
+
+@contextmanager
+def warehouse(
+    path: str | os.PathLike[str] | None = None, *, read_only: bool = False, create: bool = True
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``with warehouse(db) as con:`` -- an open, migrated connection, closed at the end.
+
+    ``read_only=True`` opens an existing warehouse of this schema read-only (see ``open_warehouse``);
+    ``create=False`` refuses a missing file instead of making one. A DuckDB error raised in the body
+    leaves as a one-line ``DlwhError`` (``dlwh.warehouse.errors.translate``), the original chained.
+    """
+    con = open_warehouse(path, read_only=read_only, create=create)
+    try:
+        yield con
+    except duckdb.Error as err:
+        raise translate(err, path=resolve_db_path(path)) from err
+    finally:
+        con.close()
+
+
+class Transaction:
+    """The handle ``transaction()`` yields: ``rollback()`` ends it early on purpose (a dry run)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self.active = True
+
+    def rollback(self) -> None:
+        """Undo everything done in the transaction now; the ``with`` block then commits nothing."""
+        if self.active:
+            self.active = False
+            self.con.execute("ROLLBACK")
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[Transaction]:
+    """``with transaction(con):`` -- BEGIN; COMMIT at the end; on any exception ROLLBACK, then re-raise.
+
+    The rollback runs first, before any ``finally`` outside the block, so the exception that leaves
+    is the first one (cleanup on an aborted transaction would otherwise fail with DuckDB's
+    'Current transaction is aborted' and hide it). A failing ROLLBACK never replaces that exception.
+    """
+    con.execute("BEGIN TRANSACTION")
+    tx = Transaction(con)
+    try:
+        yield tx
+    except BaseException:
+        if tx.active:
+            tx.active = False
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass  # the connection is unusable or the transaction already gone: the first error matters
+        raise
+    if tx.active:
+        tx.active = False
+        try:
+            con.execute("COMMIT")
+        except BaseException:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            raise
 
 
 # -- new warehouses from a template ------------------------------------------------------------------

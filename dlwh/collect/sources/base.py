@@ -1,4 +1,9 @@
-"""What every source has: an availability check, start, stop and its manifest entry."""
+"""What every source has: an availability check, start, stop, release and its manifest entry.
+
+The runner asks a :class:`Source` everything it needs (``build``, ``choose_interval``, ``check``,
+``start``, ``stop``, ``release``, ``gpu_inventory``, ``uses_local_time``) and names no concrete
+source; a new source is one module here and one line in ``sources/__init__.py``.
+"""
 
 from __future__ import annotations
 
@@ -23,10 +28,20 @@ class SourceUnavailable(Exception):
 
 
 class Source:
-    """One way of recording. Subclasses set ``name`` and ``file_name`` and override the hooks."""
+    """One way of recording. Subclasses set ``name`` and ``file_name`` and override the hooks.
+
+    Life cycle: ``build`` → ``check`` → ``start`` → ``stop``; a checked source that will not be
+    started is given back with ``release``.
+    """
 
     name: ClassVar[str] = ""
     file_name: ClassVar[str] = ""
+    min_interval_ms: ClassVar[int] = 1
+    """The shortest interval used when one interval is given for every source (ms)."""
+    min_interval_why: ClassVar[str] = ""
+    """Why ``min_interval_ms`` (said in the manifest's notes when the interval is raised)."""
+    uses_local_time: ClassVar[bool] = False
+    """The tool prints local time (the runner notes it when the host time zone is unknown)."""
 
     def __init__(self, interval_ms: int, env: Optional[dict[str, str]] = None) -> None:
         self.interval_ms = int(interval_ms)
@@ -36,8 +51,30 @@ class Source:
         self.run_dir: Optional[Path] = None
         self.anchor: Optional[Anchor] = None
 
+    @classmethod
+    def build(cls, interval_ms: int, env: dict[str, str], *, gpus: Optional[list[int]] = None) -> "Source":
+        """A source for this run (not yet checked); ``gpus`` limits GPU sources to those indices."""
+        return cls(interval_ms, env)
+
+    @classmethod
+    def choose_interval(cls, interval_ms: int, override_ms: Optional[int] = None) -> tuple[int, Optional[str]]:
+        """(interval in ms, note or None): ``override_ms`` (given for this source) wins, else
+        ``interval_ms`` raised to ``min_interval_ms``."""
+        if override_ms is not None:
+            return int(override_ms), None
+        if interval_ms < cls.min_interval_ms:
+            return cls.min_interval_ms, f"polled every {cls.min_interval_ms} ms ({cls.min_interval_why})"
+        return int(interval_ms), None
+
     def check(self) -> None:
         """Probe the tool/library; raise SourceUnavailable if it cannot record here."""
+
+    def release(self) -> None:
+        """Give back what ``check`` acquired (a library session) when the source will not start."""
+
+    def gpu_inventory(self) -> Optional[list[dict[str, Any]]]:
+        """The manifest's ``gpus`` entries if this source can tell them, else None."""
+        return None
 
     def start(self, run_dir: Path, anchor: Anchor) -> None:
         """Begin recording into ``run_dir``/``file_name``."""
@@ -115,6 +152,7 @@ class ExternalSource(Source):
 
     stop_signal: ClassVar[int] = signal.SIGTERM
     output_via_stdout: ClassVar[bool] = True
+    uses_local_time = True
 
     def __init__(self, interval_ms: int, env: Optional[dict[str, str]] = None) -> None:
         super().__init__(interval_ms, env)

@@ -28,6 +28,8 @@ class IpmiSource(Source):
 
     name = "ipmi"
     file_name = "ipmi.log"
+    min_interval_ms = MIN_INTERVAL_MS
+    min_interval_why = "a BMC updates about once a second"
 
     def __init__(self, interval_ms: int = MIN_INTERVAL_MS, env: Optional[dict[str, str]] = None) -> None:
         super().__init__(interval_ms, env)

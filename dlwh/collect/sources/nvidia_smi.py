@@ -59,6 +59,12 @@ class NvidiaSmiSource(ExternalSource):
         if version:
             self.tools["nvidia-smi"] = version
 
+    def gpu_inventory(self) -> Optional[list[dict]]:
+        """NVML's description of the GPUs where NVML works from Python, else nvidia-smi's."""
+        from dlwh.collect.nvml import gpu_inventory as nvml_inventory
+
+        return nvml_inventory() or gpu_inventory(self.env) or None
+
     def argv(self, out_file: Path) -> list[str]:
         return ["nvidia-smi", f"--query-gpu={','.join(self.fields)}", "--format=csv",
                 "-lms", str(self.interval_ms)]

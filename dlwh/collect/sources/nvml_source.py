@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any, Optional
 
 from dlwh.collect.clock import Anchor, iso_utc
-from dlwh.collect.nvml import NvmlSession, NvmlUnavailable
+from dlwh.collect.nvml import NvmlError, NvmlSession, NvmlUnavailable
 from dlwh.collect.sources.base import Source, SourceUnavailable, sleep_until
 
 COLUMNS = (
@@ -30,7 +30,6 @@ COLUMNS = (
 )
 HEADER = ",".join(COLUMNS) + "\n"
 SLOW_READ_MS = 100
-_FV_ATTR = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
 
 
 def _w(mw: Any) -> str:
@@ -49,14 +48,13 @@ def _mib(b: Any) -> str:
 
 
 class _Gpu:
-    """Per-GPU sampling state: handle, uuid, and which reads still work."""
+    """Per-GPU sampling state: index, uuid, and which reads still work."""
 
-    def __init__(self, index: int, handle: Any, uuid: str) -> None:
+    def __init__(self, index: int, uuid: str) -> None:
         self.index = index
-        self.handle = handle
         self.uuid = uuid
         self.off: set[str] = set()  # reads NVML said are not supported
-        self.fields: Optional[list[tuple[int, int]]] = None
+        self.fields = False  # the instant/average power field values work
 
 
 class NvmlSource(Source):
@@ -81,6 +79,10 @@ class NvmlSource(Source):
         self.thread_cpu_ns = 0
         self.error: Optional[str] = None
 
+    @classmethod
+    def build(cls, interval_ms: int, env: dict[str, str], *, gpus: Optional[list[int]] = None) -> "NvmlSource":
+        return cls(interval_ms, env, gpus=gpus)
+
     # -- setup -------------------------------------------------------------------------------
     def check(self) -> None:
         try:
@@ -96,7 +98,7 @@ class NvmlSource(Source):
             if bad:
                 raise SourceUnavailable(f"no GPU with index {bad[0]} (NVML sees {n})",
                                         f"choose GPU indices 0..{n - 1}")
-            self.gpus = [_Gpu(i, s.handle(i), s.uuid(i)) for i in idx]
+            self.gpus = [_Gpu(i, s.uuid(i)) for i in idx]
         except SourceUnavailable:
             s.close()
             raise
@@ -104,18 +106,9 @@ class NvmlSource(Source):
             s.close()
             raise SourceUnavailable(f"NVML failed ({err})", "check the driver with nvidia-smi") from None
         self.session = s
-        N = s.N
-        fi = [(getattr(N, "NVML_FI_DEV_POWER_INSTANT", 186), 0),
-              (getattr(N, "NVML_FI_DEV_POWER_AVERAGE", 185), 0)]
         for g in self.gpus:
-            try:
-                vals = N.nvmlDeviceGetFieldValues(g.handle, fi)
-                ok = [v.nvmlReturn == 0 for v in vals]
-            except (N.NVMLError, AttributeError, TypeError):
-                ok = [False, False]
-            if all(ok):
-                g.fields = fi
-            else:
+            g.fields = s.power_fields_supported(g.index)
+            if not g.fields:
                 self.note(f"GPU {g.index}: NVML has no instant/average power field values; "
                           "power_instant_w and power_average_w are empty (power_w is "
                           "nvmlDeviceGetPowerUsage)")
@@ -123,6 +116,19 @@ class NvmlSource(Source):
         if self.interval_ms < SLOW_READ_MS:
             self.note(f"energy_total_mj and power_limit_w are read every {SLOW_READ_MS} ms "
                       "(slow NVML calls), other columns every sample")
+
+    def release(self) -> None:
+        """Shut NVML down when the source was checked but will not be started."""
+        if self.session is not None:
+            self.session.close()
+
+    def gpu_inventory(self) -> Optional[list[dict[str, Any]]]:
+        if self.session is None:
+            return None
+        try:
+            return [self.session.info(i) for i in range(self.session.count())]
+        except NvmlError:
+            return None
 
     # -- running -----------------------------------------------------------------------------
     def start(self, run_dir: Path, anchor: Anchor) -> None:
@@ -181,43 +187,37 @@ class NvmlSource(Source):
     def _sample(self, read_slow: bool) -> None:
         """Read every GPU once and append its rows."""
         assert self.session is not None and self._file is not None and self.anchor is not None
-        N = self.session.N
+        s = self.session
         anchor = self.anchor
+        read = self._read
         rows = []
         for g in self.gpus:
-            h = g.handle
+            i = g.index
             mono = time.monotonic_ns()
             inst = avg = None
-            if g.fields is not None:
-                try:
-                    for v, slot in zip(N.nvmlDeviceGetFieldValues(h, g.fields), (0, 1)):
-                        if v.nvmlReturn == 0:
-                            val = getattr(v.value, _FV_ATTR.get(v.valueType, "uiVal"))
-                            if slot == 0:
-                                inst = val
-                            else:
-                                avg = val
-                except N.NVMLError as err:
-                    self._off(g, "field_values", err)
-            power = self._read(g, "power", N.nvmlDeviceGetPowerUsage, h)
+            if g.fields:
+                fields = read(g, "field_values", s.power_fields_mw, i)
+                if fields is not None:
+                    inst, avg = fields
+            power = read(g, "power", s.power_usage_mw, i)
             energy = limit = None
             if read_slow:
-                energy = self._read(g, "energy", N.nvmlDeviceGetTotalEnergyConsumption, h)
-                limit = self._read(g, "limit", N.nvmlDeviceGetPowerManagementLimit, h)
-            enforced = self._read(g, "enforced", N.nvmlDeviceGetEnforcedPowerLimit, h)
-            sm = self._read(g, "clock_sm", N.nvmlDeviceGetClockInfo, h, N.NVML_CLOCK_SM)
-            mem = self._read(g, "clock_mem", N.nvmlDeviceGetClockInfo, h, N.NVML_CLOCK_MEM)
-            gr = self._read(g, "clock_gr", N.nvmlDeviceGetClockInfo, h, N.NVML_CLOCK_GRAPHICS)
-            util = self._read(g, "utilization", N.nvmlDeviceGetUtilizationRates, h)
-            temp = self._read(g, "temperature", N.nvmlDeviceGetTemperature, h, N.NVML_TEMPERATURE_GPU)
-            meminfo = self._read(g, "memory", N.nvmlDeviceGetMemoryInfo, h)
+                energy = read(g, "energy", s.total_energy_mj, i)
+                limit = read(g, "limit", s.power_limit_read_mw, i)
+            enforced = read(g, "enforced", s.enforced_limit_read_mw, i)
+            sm = read(g, "clock_sm", s.clock_mhz, i, "sm")
+            mem = read(g, "clock_mem", s.clock_mhz, i, "mem")
+            gr = read(g, "clock_gr", s.clock_mhz, i, "graphics")
+            util = read(g, "utilization", s.utilization, i)
+            temp = read(g, "temperature", s.temperature_c, i)
+            used = read(g, "memory", s.memory_used_bytes, i)
             rows.append(",".join((
-                iso_utc(anchor.utc_ns_of(mono)), str(mono), str(g.index), g.uuid,
+                iso_utc(anchor.utc_ns_of(mono)), str(mono), str(i), g.uuid,
                 _w(power), _w(inst), _w(avg), _i(energy), _w(limit), _w(enforced),
                 _i(sm), _i(mem), _i(gr),
-                _i(util.gpu) if util is not None else "",
-                _i(util.memory) if util is not None else "",
-                _i(temp), _mib(meminfo.used) if meminfo is not None else "",
+                _i(util.gpu_pct) if util is not None else "",
+                _i(util.memory_pct) if util is not None else "",
+                _i(temp), _mib(used),
             )))
         self._file.write("\n".join(rows) + "\n")
 
@@ -226,17 +226,16 @@ class NvmlSource(Source):
             return None
         try:
             return fn(*args)
-        except self.session.N.NVMLError as err:  # type: ignore[union-attr]
+        except NvmlError as err:
             self._off(g, what, err)
             return None
 
-    def _off(self, g: _Gpu, what: str, err: Any) -> None:
+    def _off(self, g: _Gpu, what: str, err: NvmlError) -> None:
         """Note a failed read; stop trying reads NVML does not support on this GPU."""
-        code = getattr(err, "value", None)
-        if code == getattr(self.session.N, "NVML_ERROR_NOT_SUPPORTED", 3):  # type: ignore[union-attr]
+        if err.not_supported:
             g.off.add(what)
             if what == "field_values":
-                g.fields = None
+                g.fields = False
             self.note(f"GPU {g.index}: {what} not supported (NVML: {err}); left empty")
         else:
             self.note(f"GPU {g.index}: {what} failed at least once (NVML: {err}); left empty there")

@@ -1,10 +1,10 @@
 """The registry of trace formats. Adding a format: one new module and one line in FORMAT_MODULES.
 
-A format module defines:
-    NAME: str                                   the format's name (stored in files.format)
-    sniff(head: str, path: Path) -> bool        True if the first 64 KiB (text) look like this format
-    parse(ctx: IngestContext) -> Trace          the file's content as normalised tables
-Formats are tried in this order; the first whose sniff() says yes parses the file.
+Formats are grouped by the tool that writes them: ``formats/<tool>/<format>.py``, with what a tool's
+parsers share in ``formats/<tool>/_common.py`` and the tool's name in ``formats/<tool>/__init__.py``
+(``TOOL``). A format module provides what ``dlwh.ingest.trace.FormatModule`` says (NAME, DESCRIPTION,
+EXTENSIONS, sniff, parse). Formats are tried in this order, each imported only when it is tried; the
+first whose sniff() says yes parses the file.
 """
 
 from __future__ import annotations
@@ -12,30 +12,31 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 from types import ModuleType
+from typing import NamedTuple
 
 FORMAT_MODULES: tuple[str, ...] = (
-    "dlwh.ingest.formats.dlwh_manifest",
-    "dlwh.ingest.formats.dlwh_spans",
-    "dlwh.ingest.formats.dlwh_nvml",
-    "dlwh.ingest.formats.perf_stat_json",
-    "dlwh.ingest.formats.perf_stat_csv",
-    "dlwh.ingest.formats.perf_stat_text",
-    "dlwh.ingest.formats.nvidia_smi_dmon",
-    "dlwh.ingest.formats.nvidia_smi_query",
-    "dlwh.ingest.formats.ipmitool_dcmi",
-    "dlwh.ingest.formats.ipmitool_sensors",
-    "dlwh.ingest.formats.powermetrics_plist",
-    "dlwh.ingest.formats.powermetrics_text",
-    "dlwh.ingest.formats.zeus_summary_power",
-    "dlwh.ingest.formats.zeus_summary_train",
-    "dlwh.ingest.formats.zeus_profile",
-    "dlwh.ingest.formats.perseus_global",
-    "dlwh.ingest.formats.codecarbon_csv",
-    "dlwh.ingest.formats.carbontracker_log",
-    "dlwh.ingest.formats.nvprof_trace",
-    "dlwh.ingest.formats.nvprof_metrics",
-    "dlwh.ingest.formats.electricitymaps_json",
-    "dlwh.ingest.formats.electricitymaps_csv",
+    "dlwh.ingest.formats.dlwh.manifest",
+    "dlwh.ingest.formats.dlwh.spans",
+    "dlwh.ingest.formats.dlwh.nvml",
+    "dlwh.ingest.formats.perf.stat_json",
+    "dlwh.ingest.formats.perf.stat_csv",
+    "dlwh.ingest.formats.perf.stat_text",
+    "dlwh.ingest.formats.nvidia_smi.dmon",
+    "dlwh.ingest.formats.nvidia_smi.query",
+    "dlwh.ingest.formats.ipmitool.dcmi",
+    "dlwh.ingest.formats.ipmitool.sensors",
+    "dlwh.ingest.formats.powermetrics.plist",
+    "dlwh.ingest.formats.powermetrics.text",
+    "dlwh.ingest.formats.zeus.summary_power",
+    "dlwh.ingest.formats.zeus.summary_train",
+    "dlwh.ingest.formats.zeus.profile",
+    "dlwh.ingest.formats.zeus.perseus_global",
+    "dlwh.ingest.formats.codecarbon.emissions_csv",
+    "dlwh.ingest.formats.carbontracker.log",
+    "dlwh.ingest.formats.nvprof.trace",
+    "dlwh.ingest.formats.nvprof.metrics",
+    "dlwh.ingest.formats.electricitymaps.api_json",
+    "dlwh.ingest.formats.electricitymaps.history_csv",
 )
 
 
@@ -54,3 +55,23 @@ def detect(head: str, path: Path) -> ModuleType | None:
         except Exception:  # a sniffer must never stop detection of the others
             continue
     return None
+
+
+class FormatInfo(NamedTuple):
+    """One registered format, for docs and listings."""
+
+    name: str
+    tool: str
+    description: str
+    extensions: tuple[str, ...]
+    module: str
+
+
+def list_formats() -> list[FormatInfo]:
+    """Every registered format in sniffing order (imports them all; docs/formats.md's table comes from it)."""
+    out = []
+    for name in FORMAT_MODULES:
+        module = importlib.import_module(name)
+        package = importlib.import_module(name.rsplit(".", 1)[0])
+        out.append(FormatInfo(module.NAME, package.TOOL, module.DESCRIPTION, tuple(module.EXTENSIONS), name))
+    return out

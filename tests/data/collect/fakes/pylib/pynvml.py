@@ -15,7 +15,15 @@ Knobs (environment, read at import and at nvmlInit):
 - FAKE_NVML_NO_FIELDS=1: the power field values are not supported (older GPU)
 - FAKE_NVML_ENFORCED_CAP_MW: enforced limit is min(limit, this) (another cap in force)
 - FAKE_NVML_STATE: a JSON file holding each GPU's power limit (mW) and a log of set calls,
-  so that a test can see what a collector in another process did
+  so that a test can see what a collector in another process did (and a later process starts
+  from the limits an earlier one left); written atomically, so a SIGKILL never leaves half a file.
+  ``originals_mw`` in it (default: the recorded limit) is what a "restore" sets.
+- FAKE_NVML_FAULTS: faults of nvmlDeviceSetPowerManagementLimit, ``;``-separated
+  ``KIND:GPU:TIMES:ERROR``. KIND: ``set`` (a change away from the current limit), ``restore`` (a
+  change back to the GPU's original limit) or ``any``; GPU: an index or ``*``; TIMES: how many
+  matching calls fail in this process (``*``: all of them); ERROR: ``nvml`` (NVML_ERROR_UNKNOWN),
+  ``nvml=<code>``, or ``oserror`` (OSError EIO, as a broken driver gives). E.g.
+  ``restore:0:1:nvml;restore:1:*:oserror``. A failing call changes nothing.
 """
 
 from __future__ import annotations
@@ -90,6 +98,7 @@ _init_count = 0
 _cursor: dict[int, int] = {}
 _limits: dict[int, int] = {}
 calls: list[tuple] = []  # (function, args) of every setter call, for tests
+_fault_hits: dict[int, int] = {}  # fault number -> calls it has failed in this process
 
 
 def _env_int(name, default=None):
@@ -111,21 +120,60 @@ def _state_path():
     return Path(p) if p else None
 
 
-def _load_state():
+def _read_state():
     p = _state_path()
-    if p and p.exists():
-        st = json.loads(p.read_text())
-        _limits.update({int(k): v for k, v in st.get("limits_mw", {}).items()})
+    return json.loads(p.read_text()) if p and p.exists() else {}
+
+
+def _load_state():
+    st = _read_state()
+    _limits.update({int(k): v for k, v in st.get("limits_mw", {}).items()})
 
 
 def _save_state(event):
     p = _state_path()
     if not p:
         return
-    st = json.loads(p.read_text()) if p.exists() else {}
+    st = _read_state()
     st["limits_mw"] = {str(k): v for k, v in _limits.items()}
     st.setdefault("log", []).append(event)
-    p.write_text(json.dumps(st))
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(st))
+    os.replace(tmp, p)
+
+
+def _original_mw(index):
+    return int(_read_state().get("originals_mw", {}).get(str(index), _GPU0["limit_mw"]["ok"]))
+
+
+def _faults():
+    out = []
+    for n, part in enumerate(x for x in os.environ.get("FAKE_NVML_FAULTS", "").split(";") if x.strip()):
+        kind, gpu, times, error = part.strip().split(":", 3)
+        out.append((n, kind, gpu, times, error))
+    return out
+
+
+def _maybe_fail(index, limit_mw):
+    current = _limits.get(index, _GPU0["limit_mw"]["ok"])
+    if limit_mw == current:
+        what = "check"
+    elif limit_mw == _original_mw(index):
+        what = "restore"
+    else:
+        what = "set"
+    for n, kind, gpu, times, error in _faults():
+        if kind not in (what, "any") or (kind == "any" and what == "check"):
+            continue
+        if gpu != "*" and int(gpu) != index:
+            continue
+        if times != "*" and _fault_hits.get(n, 0) >= int(times):
+            continue
+        _fault_hits[n] = _fault_hits.get(n, 0) + 1
+        if error == "oserror":
+            raise OSError(5, "Input/output error")
+        code = int(error.split("=", 1)[1]) if error.startswith("nvml=") else NVML_ERROR_UNKNOWN
+        raise NVMLError(code)
 
 
 class _Handle:
@@ -223,6 +271,7 @@ def nvmlDeviceSetPowerManagementLimit(h, limit_mw):
     lo, hi = _GPU0["constraints_mw"]["ok"]
     if not lo <= limit_mw <= hi:
         raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+    _maybe_fail(h.index, int(limit_mw))
     _limits[h.index] = int(limit_mw)
     _save_state({"gpu": h.index, "limit_mw": int(limit_mw)})
 
@@ -287,3 +336,4 @@ def reset():
     _cursor.clear()
     _limits.clear()
     calls.clear()
+    _fault_hits.clear()

@@ -1,0 +1,3 @@
+"""macOS powermetrics: text and plist output."""
+
+TOOL = "macOS powermetrics"  # the tool whose output these formats read (docs/formats.md)
