@@ -51,7 +51,37 @@ def known(con, tmp_path: Path):
     results = ingest_paths(con, [tmp_path / "summary_power_x.csv", tmp_path / "summary_train.csv"],
                            IngestOptions(format_options={"gpu": "TESTGPU"}))
     assert {r.outcome for r in results} == {"loaded"}
+    store_linear_response(con)
     return con
+
+
+CONFIG = "TESTGPU/imagenet/resnet50/256/adadelta/-/1gpu/epoch"
+
+
+def store_linear_response(con, k: float = 0.1) -> None:
+    """A stored power-limit response with hand-computable curves: cap = L, no static power, clock
+    ratio r = y = L / P_hi; the configuration has P_u = 200 W, T_u = 100 s, phi = lam = 0.5, so
+    P_hi = 300 W, P_lo = 100 W: T(L) = 100 (0.5 + 150 / L) s below 300 W, P(L) = 200 L / (0.5 L + 150) W,
+    E = T P = 20000 J at every limit (power falls exactly as the clock: no limit saves energy)."""
+    from dlwh.analysis.physics import KNOTS, PhysicsModel, Shared
+    from dlwh.analysis.response import Response
+
+    model = PhysicsModel(gpu="TESTGPU", shared=Shared(1.0, 0.0, 0.0, tuple(float(v) for v in KNOTS)),
+                         gpu_phi=0.5, gpu_lam=0.5, ref_w=300.0,
+                         configs={CONFIG: {"p_u": 200.0, "t_u": 100.0, "phi": 0.5, "lam": 0.5,
+                                           "workload": "imagenet/resnet50", "anchor_limit_w": 300.0}})
+    resp = Response(model, "fitted", "a hand-made response", {t: k for t in ("time_per_epoch_s", "avg_power_w",
+                                                                              "energy_per_epoch_j")},
+                    min_w=100.0, max_w=300.0, range_source="test")
+    from dlwh.analysis.data import data_hash, load_training_data
+
+    sha = data_hash(load_training_data(con, "TESTGPU"))
+    for target in ("time_per_epoch_s", "avg_power_w", "energy_per_epoch_j"):
+        con.execute("INSERT INTO fitted_models (model_id, gpu_scope, target, algo, fitted_at, data_sha256, n_rows, "
+                    "metrics, params, versions, blob) VALUES (?, 'TESTGPU', ?, 'physics', ?, ?, 3, ?, '{}', '{}', ?)",
+                    [f"TESTGPU/{target}/physics", target, datetime(2026, 1, 1), sha,
+                     json.dumps({"mape_pct": 1.0, "baseline_mape_pct": 10.0}),
+                     json.dumps({"response": resp.to_json()}).encode()])
 
 
 @pytest.fixture(autouse=True)

@@ -43,7 +43,7 @@ def _versions() -> dict[str, str]:
 
 def fit(con: duckdb.DuckDBPyConnection, target: str = "all", algo: str = "all", gpu: str | None = None,
         cv: str = "kfold", n_estimators: int = 200, store: bool = True,
-        progress: Callable[[str], None] | None = None) -> FitReport:
+        progress: Callable[[str], None] | None = None, in_transaction: bool = False) -> FitReport:
     """Cross-validate and fit per GPU; returns the report (scores: gpu, target, algo, cv, n, mape_pct, r2_log).
 
     Library warnings (statsmodels' rank-deficient designs, scikit-learn's convergence) do not reach
@@ -55,7 +55,7 @@ def fit(con: duckdb.DuckDBPyConnection, target: str = "all", algo: str = "all", 
 
     with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=1):
         warnings.simplefilter("always")
-        report = _fit(con, target, algo, gpu, cv, n_estimators, store, progress)
+        report = _fit(con, target, algo, gpu, cv, n_estimators, store, progress, not in_transaction)
     report.notes.extend(_warning_notes(caught))
     return report
 
@@ -90,7 +90,7 @@ def _baseline(rows: pd.DataFrame, t: str, folds) -> pd.Series:
     return out
 
 
-def _fit(con, target, algo, gpu, cv, n_estimators, store, progress) -> FitReport:
+def _fit(con, target, algo, gpu, cv, n_estimators, store, progress, own_transaction=True) -> FitReport:
     from dlwh.analysis.response import fit_response
 
     targets, algos = targets_for(target), algos_for(algo)
@@ -168,7 +168,7 @@ def _fit(con, target, algo, gpu, cv, n_estimators, store, progress) -> FitReport
     report.scores = pd.DataFrame(rows_out, columns=["gpu", "target", "algo", "cv", "n", "mape_pct", "r2_log",
                                                     "baseline_mape_pct"])
     if store:
-        report.stored = _store_all(con, pending, rows_out, stored_at)
+        report.stored = _store_all(con, pending, rows_out, stored_at, own_transaction)
     return report
 
 
@@ -176,10 +176,12 @@ def _clean(value):
     return None if isinstance(value, float) and not np.isfinite(value) else value
 
 
-def _store_all(con, pending: list[tuple], scores: list[dict], at: datetime) -> int:
-    """Every model and score of this fit in ONE transaction (all or nothing)."""
+def _store_all(con, pending: list[tuple], scores: list[dict], at: datetime, own: bool = True) -> int:
+    """Every model and score of this fit in ONE transaction (all or nothing): our own, unless
+    ``fit(..., in_transaction=True)`` says the caller holds one (dlwh fit does)."""
     versions = json.dumps(_versions())
-    con.execute("BEGIN TRANSACTION")
+    if own:
+        con.execute("BEGIN TRANSACTION")
     try:
         for item in pending:
             gpu, target, algo, blob, params, n_rows, sha, score, summary = item[:9]
@@ -201,9 +203,11 @@ def _store_all(con, pending: list[tuple], scores: list[dict], at: datetime) -> i
             con.execute("INSERT INTO fit_scores (gpu_scope, target, algo, cv, n, mape_pct, r2, fitted_at) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         [s["gpu"], s["target"], s["algo"], s["cv"], s["n"], _clean(s["mape_pct"]), _clean(s["r2_log"]), at])
-        con.execute("COMMIT")
+        if own:
+            con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        if own:
+            con.execute("ROLLBACK")
         raise
     return len(pending)
 

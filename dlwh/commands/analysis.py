@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--n-estimators must be at least 1")
         with warehouse(db) as con, transaction(con):  # models and scores stored together or not at all
             report = run_fit(con, target=target, algo=algo, gpu=gpu, cv=cv, n_estimators=n_estimators,
-                             progress=lambda line: typer.echo(line, err=True))
+                             progress=lambda line: typer.echo(line, err=True), in_transaction=True)
         typer.echo(f"cross-validated accuracy ({cv}; MAPE of out-of-fold predictions, R² of log values):")
         typer.echo(score_table(report.scores).to_string(index=False))
         typer.echo("(in brackets: the same error when nothing changes, i.e. each row predicted by its configuration's "
