@@ -163,7 +163,7 @@ def predict(
                samples_per_epoch=samples_per_epoch, algo=algo)
     if not q.power_limits:
         raise UsageError("give power_limits: W as 200, a list [150, 200, 250] or a range '100:300:25'")
-    with _opened(db) as con:
+    with _opened(db, read_only=True) as con:
         pred = _predict(con, q)
     return _tell(pred.table.copy(), notes=pred.notes, warnings_=pred.warnings, gpu=pred.gpu,
                  description=pred.description, algo=dict(pred.algo), scores=dict(pred.scores))
@@ -207,7 +207,7 @@ def simulate(
 
     q = _query(power_limits, model=model, macs=macs, params=params, batch_size=batch_size, gpu=gpu, dataset=dataset,
                optimizer=None, precision=None, n_gpus=None, epochs=None, samples_per_epoch=None, algo=algo)
-    with _opened(db) as con:
+    with _opened(db, read_only=True) as con:
         sim = _simulate(con, q, budget_epochs=budget_epochs, budget_kwh=budget_kwh, reference_limit=reference_limit,
                         eta=eta, target_metric=target_metric, zone=zone, intensity=intensity, pue=pue)
     return _tell(sim.table.copy(), notes=sim.notes, warnings_=sim.prediction.warnings,

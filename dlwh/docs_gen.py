@@ -47,6 +47,7 @@ ONE_ROW_PER: dict[str, str] = {
     "model_complexity": "model, input and batch size counted (zoo table, fvcore profile or import)",
     "model_ops": "operator of the latest profile of a model and input",
     "model_layers": "module of the latest profile of a model and input (rows add up to the totals)",
+    "model_structure": "layer type of a user-profiled model and input: training-step MACs, elements, kernels",
     "run_complexity": "tagged run whose model has a MAC count",
     # 0004 analysis
     "zeus_power_summary": "Zeus NSDI'23 configuration and power limit (summary_power_<gpu>.csv)",

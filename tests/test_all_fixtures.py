@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from dlwh.ingest.loader import IngestOptions, ingest_paths
 from tests.runfactory import make_run
 
@@ -11,6 +13,7 @@ ANCHOR = "2024-01-15T10:00:00+00:00"
 POWER_TRACE_DIRS = ("nvidia-smi", "perf", "ipmitool", "powermetrics")
 
 
+@pytest.mark.slow
 def test_power_trace_fixtures_and_a_run_dir_ingest_in_one_call(tmp_path, con, fixtures_dir):
     run = make_run(tmp_path / "run", spans=[{"id": "e0", "start_s": 0, "end_s": 5}])
     paths = [fixtures_dir / d for d in POWER_TRACE_DIRS] + [run]
@@ -35,6 +38,7 @@ def test_power_trace_fixtures_and_a_run_dir_ingest_in_one_call(tmp_path, con, fi
     assert missing == []
 
 
+@pytest.mark.slow
 def test_the_whole_fixtures_folder_ingests_without_failures(tmp_path, con, fixtures_dir):
     copy = tmp_path / "fixtures"
     shutil.copytree(fixtures_dir, copy)  # a user's folder: everything, including files of other tools

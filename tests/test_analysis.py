@@ -181,6 +181,7 @@ def test_fit_on_an_empty_warehouse(runner, db_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_fit_then_predict_on_the_a40_sweep(runner, a40_db):
     pytest.importorskip("sklearn")
     result = invoke(runner, "fit", "--n-estimators", "30", "--db", str(a40_db))
@@ -277,6 +278,7 @@ def test_predict_usage_errors(runner, a40_db):
     assert result.exit_code == 2 and "--algo 'svm'" in result.stderr
 
 
+@pytest.mark.slow
 def test_group_model_cv_scores_physics_from_one_run_of_the_held_out_model(a40_db):
     """Leaving a model out, physics keeps that model's highest-limit runs (its one input) and is scored
     on the others; the statistical models see nothing of it and are scored on every row."""

@@ -9,6 +9,7 @@ from tests.conftest import invoke
 pytest.importorskip("sklearn")
 
 
+@pytest.mark.slow
 def test_simulate_carbon_window_on_real_data(tmp_path, runner, shared_dir):
     db = str(tmp_path / "w.duckdb")
     zeus = shared_dir / "datasets" / "zeus_nsdi23" / "summary_power_a40.csv"

@@ -58,6 +58,7 @@ def synthetic(configs: dict[str, tuple[str, float, float]], limits=LIMITS) -> pd
     return pd.DataFrame(rows)
 
 
+@pytest.mark.slow
 def test_fit_recovers_a_known_gpu_and_predicts_a_one_run_configuration():
     configs = {
         "imagenet/resnet50/64": ("imagenet/resnet50", 180.0, 1000.0),
@@ -89,6 +90,7 @@ def test_fit_recovers_a_known_gpu_and_predicts_a_one_run_configuration():
     assert t[0] > 1.5 * t[-1] and p[0] < 0.6 * p[-1]
 
 
+@pytest.mark.slow
 def test_unknown_configuration_gives_nan():
     rows = synthetic({"imagenet/resnet50/64": ("imagenet/resnet50", 180.0, 1000.0)})
     model = fit_physics(rows, "TEST")

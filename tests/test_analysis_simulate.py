@@ -166,6 +166,7 @@ def test_simulation_usage_errors(known):
         simulate(known, query(), budget_epochs=10, eta=2)
 
 
+@pytest.mark.slow
 def test_simulate_command_prints_the_table_and_writes_the_plot(runner, known, db_path, tmp_path):
     known.close()
     out = tmp_path / "sim.svg"
@@ -203,6 +204,7 @@ def fitted_a40(shared_dir: Path, db_path: Path, runner) -> Path:
     return db_path
 
 
+@pytest.mark.slow
 def test_simulate_plots_and_report_on_the_a40(runner, fitted_a40, tmp_path):
     plot = tmp_path / "simulation.png"
     result = invoke(runner, "simulate", "--gpu", "A40", "--model", "resnet50", "--batch-size", "256",
@@ -239,6 +241,7 @@ def test_simulate_plots_and_report_on_the_a40(runner, fitted_a40, tmp_path):
     assert "Simulation: A40, resnet50, imagenet" in page or "Simulation: A40" in page
 
 
+@pytest.mark.slow
 def test_power_plot_of_a_collected_run(runner, db_path, tmp_path):
     from tests.runfactory import make_run
 

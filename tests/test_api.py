@@ -37,6 +37,7 @@ def test_unknown_attribute_is_an_attribute_error():
         dlwh.nope  # noqa: B018
 
 
+@pytest.mark.slow
 def test_ingest_returns_one_row_per_file_and_the_package_stays_importable(db_path, tmp_path):
     import dlwh.ingest.loader  # the attribute dlwh.ingest is now the package: it must still be callable
 
@@ -81,6 +82,7 @@ pytest.importorskip("sklearn")
 from tests.test_analysis_simulate import known  # noqa: E402,F401  (the fixture)
 
 
+@pytest.mark.slow
 def test_predict_returns_the_table_and_says_what_it_used(known):  # noqa: F811
     frame = dlwh.predict([100, 300], gpu="TESTGPU", model="resnet50", batch_size=256, epochs=2, db=known)
     # the stored linear response (test_analysis_simulate.store_linear_response): T = 100 (0.5 + 150 / L) s

@@ -46,6 +46,7 @@ def spans_of(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "spans.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_cli_cpu_run_writes_an_ingestible_run(runner, tmp_path, con, no_nvml):
     out = tmp_path / "run"
     res = invoke(runner, "bench", "lenet5", "--device", "cpu", "--steps", "3", "--batch-size", "4",
@@ -106,6 +107,7 @@ def test_cli_cpu_run_writes_an_ingestible_run(runner, tmp_path, con, no_nvml):
     assert s.energy_per_sample_j is None and s.power_gpus == 0
 
 
+@pytest.mark.slow
 def test_energy_per_sample_from_fake_nvml_matches_the_view(tmp_path, con, fake_nvml):
     from dlwh.bench import run_bench
 
@@ -141,6 +143,7 @@ def test_energy_per_sample_from_fake_nvml_matches_the_view(tmp_path, con, fake_n
     assert (limit, gpu, n_gpus, tool) == (300.0, "NVIDIA H200", 1, "nvml")
 
 
+@pytest.mark.slow
 def test_sync_layers_amp_and_trace_every(tmp_path, no_nvml):
     from dlwh.bench import run_bench
 
@@ -170,6 +173,7 @@ def test_sync_layers_amp_and_trace_every(tmp_path, no_nvml):
     assert [s["attrs"]["samples"] for s in sp if s["kind"] == "epoch"] == [12, 12]  # every step counts
 
 
+@pytest.mark.slow
 def test_seconds_mode_runs_each_epoch_for_a_time(tmp_path, no_nvml):
     from dlwh.bench import run_bench
 
@@ -181,6 +185,7 @@ def test_seconds_mode_runs_each_epoch_for_a_time(tmp_path, no_nvml):
     assert tags["epoch_seconds"] == 0.3 and "steps" not in tags
 
 
+@pytest.mark.slow
 def test_default_out_dir_name(tmp_path, monkeypatch, no_nvml):
     from dlwh.bench import run_bench
 
@@ -225,6 +230,7 @@ def test_existing_out_dir_is_refused(runner, tmp_path, no_nvml):
     assert res.exit_code == 2 and "already exists and is not an empty directory" in res.stderr
 
 
+@pytest.mark.slow
 def test_runs_without_duckdb_pandas_or_typer(tmp_path):
     """python -m dlwh.bench on a GPU node that has only torch and nvidia-ml-py."""
     code = (

@@ -45,6 +45,7 @@ def warehouse(tmp_path_factory):
     con.close()
 
 
+@pytest.mark.slow
 def test_every_model_and_batch_size(warehouse):
     con, _ = warehouse
     rows = con.execute(HEADLINE).fetchall()
@@ -103,6 +104,7 @@ def test_nvml_integral_agrees_with_its_energy_counter(warehouse):
         assert abs(diff) < 2.0, (run_id, energy, reported, diff)
 
 
+@pytest.mark.slow
 def test_warehouse_equals_what_bench_printed_on_the_gpu(warehouse):
     """results.jsonl was written on the GPU node (no duckdb) from the run directories."""
     con, _ = warehouse

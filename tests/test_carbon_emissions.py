@@ -37,6 +37,7 @@ def _kwh(joules):
     return joules / 3.6e6
 
 
+@pytest.mark.slow
 def test_intensity_change_inside_run_and_spans(tmp_path, con):
     _ramp_run(tmp_path, con, {"zone": "DE"})
     _intensity(con, "DE", T - timedelta(hours=1), 400.0)            # point value: holds until the next one
@@ -58,6 +59,7 @@ def test_intensity_change_inside_run_and_spans(tmp_path, con):
     assert list(epochs["span_id"]) == ["e1", "e2"]
 
 
+@pytest.mark.slow
 def test_emissions_energy_matches_run_energy_with_gap(tmp_path, con):
     _ramp_run(tmp_path, con, {"zone": "DE"}, skip=(3.0, 6.0))
     _intensity(con, "DE", T, 300.0, period_s=3600)
@@ -69,6 +71,7 @@ def test_emissions_energy_matches_run_energy_with_gap(tmp_path, con):
     assert spans == pytest.approx(span_energy)
 
 
+@pytest.mark.slow
 def test_tags_settings_and_fallbacks(tmp_path, con):
     _ramp_run(tmp_path, con, {"zone": "kr", "pue": "1.2"})
     row = run_emissions(con).iloc[0]
@@ -121,6 +124,7 @@ def test_total_prefers_node_sensors(con):
     assert total["sensor_kinds"] == "gpu" and total["energy_kwh"] == pytest.approx(_kwh(3000))  # cpu_cores left out
 
 
+@pytest.mark.slow
 def test_codecarbon_run_gets_emissions(con, fixtures_dir):
     [result] = ingest_paths(con, [fixtures_dir / "codecarbon" / "codecarbon-tests-emissions-valid-headers.csv"],
                             IngestOptions(tz="UTC", tags={"zone": "MA"}))
@@ -132,6 +136,7 @@ def test_codecarbon_run_gets_emissions(con, fixtures_dir):
     assert row["emissions_g"] == pytest.approx(0.00057442898176 * 33)
 
 
+@pytest.mark.slow
 def test_new_user_flow_with_the_cli(tmp_path, runner, db_path):
     """Ingest a run, ingest intensity for its zone, and `dlwh sql` gives gCO2eq per run and per epoch."""
     run = make_run(tmp_path / "run", seconds=10, power=lambda s: 100.0, spans=EPOCHS[:2], tags={"zone": "DE"})
@@ -160,6 +165,7 @@ def test_new_user_flow_with_the_cli(tmp_path, runner, db_path):
     assert result.exit_code == 2 and "no power readings for run 'nope'" in result.stderr
 
 
+@pytest.mark.slow
 def test_settings_and_intensity_commands(runner, db_path):
     assert invoke(runner, "carbon", "set", "pue", "1.3", "--db", str(db_path)).exit_code == 0
     result = invoke(runner, "carbon", "settings", "--db", str(db_path))
@@ -226,6 +232,7 @@ def test_best_window_errors(con):
     assert plan.basis.startswith("the yearly average only") and plan.best["emissions_g"] == pytest.approx(423.0)
 
 
+@pytest.mark.slow
 def test_schedule_command(runner, db_path, con):
     _day(con)
     con.close()

@@ -83,6 +83,7 @@ def test_nvidia_smi_writes_its_own_output(fakes):
     assert not (res.run_dir / "nvidia-smi.stderr.log").exists()
 
 
+@pytest.mark.slow
 def test_nvidia_smi_drops_fields_an_older_driver_lacks(fakes, monkeypatch):
     monkeypatch.setenv("FAKE_SMI_DROP", "power.draw.instant")
     res, _ = run(fakes, ["nvidia-smi"], interval_ms=50)

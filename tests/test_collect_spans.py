@@ -164,6 +164,7 @@ def _child_writes(run_dir: str, n: int) -> None:
             pass
 
 
+@pytest.mark.slow
 def test_processes_append_whole_lines(tmp_path):
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_child_writes, args=(str(tmp_path), 300)) for _ in range(4)]

@@ -56,6 +56,13 @@ def test_runs_once_per_limit_and_restores(nv, tmp_path):
     assert logs[-1] == "restored power limits: GPU 0 700 W"
 
 
+def test_sweep_runs_redact_secrets_of_the_command_line(nv, tmp_path):
+    res = sweep(["sh", "-c", "true", "sh", "--password", "hunter2-planted"], [300], out=tmp_path / "sw",
+                sources="nvml", quiet=True)
+    assert res[0].manifest["command"] == ["sh", "-c", "true", "sh", "--password", "***"]
+    assert b"hunter2-planted" not in (res[0].run_dir / "run.json").read_bytes()
+
+
 def test_out_of_range_is_refused_before_anything_runs(nv, tmp_path):
     marker = tmp_path / "ran"
     with pytest.raises(SweepError) as err:
@@ -239,3 +246,22 @@ def test_restore_with_nothing_recorded_and_with_a_bad_record(nv, tmp_path):
         restore_recorded([bad])
     with pytest.raises(DlwhError, match=r"no power-limit record at .*nope.json; check the path"):
         restore_recorded([tmp_path / "nope.json"])
+
+
+def test_a_stale_record_is_adopted_and_removed(nv, tmp_path, monkeypatch):
+    """A record left by a killed sweep (its process gone): its originals win, and it is gone afterwards."""
+    from dlwh.collect import limitstate
+
+    nv.nvmlInit()
+    nv.nvmlDeviceSetPowerManagementLimit(nv.nvmlDeviceGetHandleByIndex(0), 250000)  # left lowered
+    nv.nvmlShutdown()
+    nv.calls.clear()
+    dead = limitstate.Record("deadbeef", [limitstate.GpuLimit(0, UUID0, 700000)], pid=2 ** 22 + 1)
+    limitstate.save(dead)
+    logs: list[str] = []
+    sweep(["true"], [300], out=tmp_path / "sw", sources="nvml", log=logs.append)
+    assert logs[0] == (f"warning: sweep deadbeef (pid {2 ** 22 + 1}, started {dead.describe().split('started ')[1]} "
+                       f"did not restore GPU 0: it is at 250 W; using its recorded original 700 W "
+                       f"(record {dead.paths[0]})")
+    assert sets(nv)[-1] == (0, 700000) and nv._limits == {0: 700000}
+    assert limitstate.pending() == []

@@ -30,6 +30,7 @@ def test_list_shows_the_zoo_from_the_shipped_table(runner):
     assert sum(1 for line in lines if line.startswith("googlenet_mod")) == 9
 
 
+@pytest.mark.slow
 def test_profile_resnet50_prints_and_stores(runner, db_path):
     pytest.importorskip("fvcore")
     result = invoke(runner, "models", "profile", "resnet50", "--db", str(db_path))
@@ -49,6 +50,7 @@ def test_profile_resnet50_prints_and_stores(runner, db_path):
     assert ("conv", True) in _query(db_path, "SELECT operator, is_mac FROM model_ops WHERE model = 'resnet50'")
 
 
+@pytest.mark.slow
 def test_profile_options(runner, db_path):
     pytest.importorskip("fvcore")
     result = invoke(runner, "models", "profile", "ShuffleNetV2", "--batch-size", "4", "--input", "3x32x32",

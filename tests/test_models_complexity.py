@@ -25,6 +25,10 @@ TORCHVISION_GFLOPS = {
     "mobilenet_v2": (0.30, 0.301),
     "googlenet": (1.50, 1.498),
     "shufflenet_v2_x1_0": (0.14, 0.145),
+    "efficientnet_b0": (0.39, 0.386),
+    "densenet121": (2.83, 2.834),
+    "convnext_tiny": (4.46, 4.456),
+    "vit_b_16": (17.56, 17.564),
 }
 CHEAP = ["lenet5", "shufflenet_v2_x1_0", "mobilenet_v2", "googlenet_mod9", "resnet18"]
 
@@ -46,6 +50,7 @@ def profiled():
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TORCHVISION_GFLOPS))
 def test_macs_match_torchvision_published_gflops(profiled, name):
     published, exact = TORCHVISION_GFLOPS[name]
@@ -71,6 +76,7 @@ def test_profile_breakdowns_add_up(profiled):
     assert p.unsupported_ops == {"aten::add": 16, "aten::max_pool2d": 1}
 
 
+@pytest.mark.slow
 def test_bert_counts_attention_matmuls(profiled):
     p = profiled("bert_base")
     assert p.input_desc == "seq128" and p.params == 109_482_240
@@ -83,6 +89,7 @@ def test_bert_counts_attention_matmuls(profiled):
     assert {"aten::softmax", "aten::gelu", "aten::embedding"} <= set(p.unsupported_ops)
 
 
+@pytest.mark.slow
 def test_batch_size_scales_the_total_not_the_per_sample_count(profiled):
     from dlwh.models import profile
 
@@ -92,6 +99,7 @@ def test_batch_size_scales_the_total_not_the_per_sample_count(profiled):
     assert p.macs_total == 3 * p.macs_per_sample
 
 
+@pytest.mark.slow
 def test_other_inputs(profiled):
     from dlwh.models import profile
 
@@ -176,6 +184,7 @@ def test_whole_shipped_table_equals_a_fresh_count(profiled):
             fresh.macs_per_sample, fresh.params, fresh.fvcore_flops_per_sample), name
 
 
+@pytest.mark.slow
 def test_precompute_check_and_write(tmp_path, capsys):
     pytest.importorskip("fvcore")
     from dlwh.models.precompute import main
@@ -200,6 +209,7 @@ def test_format_macs():
     assert format_macs(12) == "12 "
 
 
+@pytest.mark.slow
 def test_reading_the_table_seeding_and_importing_need_no_torch(tmp_path):
     """Ingest and analysis run where torch and fvcore are not installed."""
     csv_file = tmp_path / "mine.csv"
@@ -214,9 +224,9 @@ def test_reading_the_table_seeding_and_importing_need_no_torch(tmp_path):
         from dlwh.models import read_zoo_table, normalise_name, import_complexity_csv, profile
         from dlwh.warehouse.db import open_warehouse
         from dlwh.errors import DlwhError
-        assert len(read_zoo_table()) == 20 and normalise_name("ResNet-50") == "resnet50"
+        assert len(read_zoo_table()) == 24 and normalise_name("ResNet-50") == "resnet50"
         con = open_warehouse({str(tmp_path / "w.duckdb")!r})
-        assert con.execute("SELECT count(*) FROM model_complexity WHERE source = 'zoo'").fetchall()[0][0] == 20
+        assert con.execute("SELECT count(*) FROM model_complexity WHERE source = 'zoo'").fetchall()[0][0] == 24
         assert import_complexity_csv(con, {str(csv_file)!r}).new == 1
         con.close()
         result = CliRunner().invoke(app, ["models", "list"])

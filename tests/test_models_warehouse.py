@@ -34,7 +34,7 @@ def test_open_warehouse_seeds_the_zoo(con):
     rows = _rows(con, "SELECT model, input_desc, batch_size, macs_per_sample, macs_total, params, source, "
                       "profiled_at FROM model_complexity ORDER BY model")
     shipped = {r.model: r for r in read_zoo_table()}
-    assert len(rows) == len(shipped) == 20
+    assert len(rows) == len(shipped) == 24
     for model, input_desc, batch, macs, total, params, source, profiled_at in rows:
         assert (input_desc, batch, macs, total, params, source, profiled_at) == (
             shipped[model].input_desc, 1, shipped[model].macs_per_sample, shipped[model].macs_per_sample,
@@ -66,7 +66,7 @@ def test_reopening_changes_nothing_and_read_only_works(db_path):
     con.close()
     ro = open_warehouse(db_path, read_only=True)
     assert seed_zoo_complexity(ro) == 0  # nothing to write, so fine on a read-only connection
-    assert _rows(ro, "SELECT count(*) FROM model_complexity") == [(20,)]
+    assert _rows(ro, "SELECT count(*) FROM model_complexity") == [(24,)]
     ro.close()
 
 
@@ -88,7 +88,7 @@ def test_migrating_seeds_too_and_read_only_open_refuses_to_migrate(db_path):
         open_warehouse(db_path, read_only=True)
     open_warehouse(db_path).close()  # migrating (dlwh migrate, any ingest) seeds the zoo too
     ro = open_warehouse(db_path, read_only=True)
-    assert _rows(ro, "SELECT count(*) FROM model_complexity WHERE source = 'zoo'") == [(20,)]
+    assert _rows(ro, "SELECT count(*) FROM model_complexity WHERE source = 'zoo'") == [(24,)]
     ro.close()
 
 

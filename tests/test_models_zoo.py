@@ -19,6 +19,10 @@ PARAMS = {
     "googlenet": 6_624_904,
     "shufflenet_v2_x1_0": 2_278_604,
     "bert_base": 109_482_240,
+    "efficientnet_b0": 5_288_548,
+    "densenet121": 7_978_856,
+    "convnext_tiny": 28_589_128,
+    "vit_b_16": 86_567_656,
     "lenet5": 61_706,  # LeCun 1998 with full C3 connectivity and a linear output layer
 }
 
@@ -62,6 +66,7 @@ def test_bert_config_sizes():
         bert_config("base", num_heads=7)
 
 
+@pytest.mark.slow
 def test_every_zoo_entry_builds():
     for name in ZOO:
         assert _params(_meta_model(name)) > 0, name
@@ -152,7 +157,8 @@ def test_bert_cased_is_not_bert_base():
 
 def test_canonical_names_are_lower_case_and_complete():
     expected = {"lenet5", "alexnet", "vgg11", "vgg16", "resnet18", "resnet34", "resnet50", "googlenet",
-                "mobilenet_v2", "shufflenet_v2_x1_0", "bert_base"} | {f"googlenet_mod{i}" for i in range(1, 10)}
+                "mobilenet_v2", "shufflenet_v2_x1_0", "bert_base", "efficientnet_b0", "densenet121", "convnext_tiny",
+                "vit_b_16"} | {f"googlenet_mod{i}" for i in range(1, 10)}
     assert set(ZOO) == expected
     assert get_spec("lenet5").default_input == (1, 32, 32)
     assert get_spec("bert_base").kind == "text" and get_spec("bert_base").default_input_desc == "seq128"
@@ -166,6 +172,7 @@ def test_unknown_name_lists_close_names():
     assert close_names("googlenet_mod")[:1] and all(n.startswith("googlenet") for n in close_names("googlenet_mod"))
 
 
+@pytest.mark.slow
 def test_building_a_network_needs_only_torch():
     """GPU nodes (collect, bench) have torch but not duckdb, pandas or fvcore."""
     import subprocess

@@ -319,6 +319,18 @@ def test_truncated_last_line_loads_every_complete_line_and_warns(con, tmp_path, 
     assert counts(con)[0] == 16
 
 
+def test_nvidia_smi_error_lines_between_rows_are_skipped_with_one_warning(con, tmp_path):
+    rows = TWO_GPUS.splitlines()
+    lost = "Unable to determine the device handle for GPU 0000:3B:00.0: GPU is lost.  Reboot the system to recover this GPU"
+    noisy = [rows[0], rows[1], lost, rows[2], "No devices were found", rows[3], rows[4], lost]
+    result = ingest_one(con, write(tmp_path, "noisy.csv", "\n".join(noisy) + "\n"), tz="UTC")
+    assert result.outcome == "loaded-with-warnings", result.describe()
+    assert result.message.endswith("3 nvidia-smi error lines skipped (first at line 3)")
+    assert series(con, "power", "GPU 0 NVIDIA H200") == [(datetime(2026, 11, 21, 11, 15, 0, 100000), 120.5),
+                                                         (datetime(2026, 11, 21, 11, 15, 0, 200000), 121.0)]
+    assert counts(con)[0] == 16
+
+
 def test_complete_last_line_without_newline_is_complete(con, tmp_path):
     tail = "0, GPU-aaaa, NVIDIA H200, 2026/11/21 11:15:00.300, 122.00 W, 141.00 W, 1980 MHz, 99 %"
     result = ingest_one(con, write(tmp_path, "whole.csv", TWO_GPUS + tail), tz="UTC")
@@ -347,6 +359,7 @@ def test_wrong_column_count_names_the_line(con, tmp_path):
     assert counts(con) == (0, 0, 0, 0)
 
 
+@pytest.mark.slow
 def test_bad_timestamp_and_appended_other_header(con, tmp_path):
     bad = TWO_GPUS.replace("2026/11/21 11:15:00.200", "2026/13/45 11:15:00.200")
     result = ingest_one(con, write(tmp_path, "ts.csv", bad), tz="UTC")
@@ -396,6 +409,7 @@ def test_sniffers_claim_only_their_own_layouts():
     assert not nvidia_smi_dmon.sniff("# gpu        pid  type    sm   mem   enc   dec   command\n", Path("x"))
 
 
+@pytest.mark.slow
 def test_bulk_file_takes_the_fast_path_and_matches_the_line_path(tmp_path):
     """The generated benchmark layout (typed CSV reader) and the same rows with a repeated header
     (line-splitting path) load identical samples."""

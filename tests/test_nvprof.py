@@ -128,6 +128,7 @@ def test_metrics_fixture(con, fixtures_dir):
     assert spr["description"] == "Shared Memory Load Transactions Per Request" and spr["max_value"] == 0.0
 
 
+@pytest.mark.slow
 def test_csv_trace_and_metrics_beside_power(con, tmp_path):
     run = make_run(tmp_path / "run", seconds=2, power=lambda s: 100.0)
     (run / "gpu_trace.csv").write_text(CSV_TRACE)
@@ -157,6 +158,7 @@ def test_csv_trace_and_metrics_beside_power(con, tmp_path):
     assert energy["flops_per_j"] == pytest.approx(2147483648 / (100.0 * 25e-6))
 
 
+@pytest.mark.slow
 def test_summary_modes(con, tmp_path):
     (tmp_path / "summary.txt").write_text(SUMMARY)
     (tmp_path / "old.txt").write_text(OLD_SUMMARY)
@@ -184,6 +186,7 @@ def test_summary_modes(con, tmp_path):
     assert csv[1][0] == "API calls" and csv[1][7] == "cudaMemcpy"
 
 
+@pytest.mark.slow
 def test_events(con, tmp_path):
     (tmp_path / "events.txt").write_text(EVENTS)
     [result] = ingest_paths(con, [tmp_path / "events.txt"])
@@ -193,8 +196,24 @@ def test_events(con, tmp_path):
         ("Tesla K80 (0)", "kernel(float*)", 2, "inst_executed", 1024.0, 2048.0, 1536.0, "")]
 
 
+@pytest.mark.parametrize("text, cut", [
+    (CSV_TRACE.rstrip("\n")[:-30], True),           # inside the last row's kernel name
+    (CSV_TRACE.rstrip("\n"), False),                # complete without its newline
+])
+def test_cut_last_row_loads_the_rest_and_warns(con, tmp_path, text, cut):
+    (tmp_path / "trace.csv").write_text(text)
+    [result] = ingest_paths(con, [tmp_path / "trace.csv"], IngestOptions(start=START))
+    kernels = con.execute("SELECT count(*) FROM kernels").fetchone()[0]
+    if cut:
+        assert result.outcome == "loaded-with-warnings", result.describe()
+        assert result.message.endswith("line 6 is cut off (the recording stopped mid-line?): skipped")
+        assert kernels == 2
+    else:
+        assert result.outcome == "loaded", result.describe()
+        assert kernels == 3
+
+
 @pytest.mark.parametrize("name, text, message, line", [
-    ("cut.txt", CSV_TRACE.rstrip("\n")[:-30], "last line is incomplete", 6),
     ("noname.csv", CSV_TRACE.replace('"sgemm_kernel(float*, float const *) [320]"', '""'), "row without a kernel name", 6),
     ("badtime.txt", "==1== Profiling result:\n   Start  Duration  Name\nabc  1.5us  k()\n", "Start and Duration", 3),
     ("badmetric.txt", "==1== Metric result:\nInvocations  Metric Name  Metric Description  Min  Max  Avg\n"
@@ -202,6 +221,7 @@ def test_events(con, tmp_path):
     ("badsummary.txt", "==1== Profiling result:\n            Type  Time(%)      Time     Calls       Avg       Min       Max  Name\n"
                        " GPU activities:   lots\n", "summary row not of the form", 3),
 ])
+@pytest.mark.slow
 def test_bad_files_change_nothing(con, tmp_path, fixtures_dir, name, text, message, line):
     ingest_paths(con, [fixtures_dir / "nvprof"], IngestOptions(start=START))
     counts = lambda: [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]

@@ -228,6 +228,7 @@ def test_every_fixture_loads_with_an_anchor_and_views_agree(con, fixtures_dir, t
     assert diff < 0.05
 
 
+@pytest.mark.slow
 def test_sniffers_recognise_only_perf_files(fixtures_dir):
     expected = {
         "peakler-csv-interval-energy-pkg.csv": "perf-stat-csv",
@@ -310,6 +311,7 @@ def test_start_wins_over_started_on_which_wins_over_run_json(con, tmp_path):
 
 # -- CSV layouts ----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_csv_appended_runs_with_started_on_lines_stay_apart(con, tmp_path):
     text = ("# started on Mon Oct 28 10:00:00 2024\n\n"
             "     1.000100000,1000,,cycles,1000000000,100.00,,\n"
@@ -364,6 +366,7 @@ def test_csv_per_socket_and_per_cpu_modes(con, tmp_path):
     assert [(r[3], r[6], r[8]) for r in rows] == [("CPU0", 1234.0, None), ("CPU1", None, "not counted")]
 
 
+@pytest.mark.slow
 def test_csv_old_four_column_totals_and_not_supported(con, tmp_path):
     # perf 3.x-4.x without -I: value,unit,event,run_time (no percentage, no metric columns)
     text = ("19.63,Joules,power/energy-pkg/,2002406532\n"
@@ -452,6 +455,7 @@ def test_text_locales(con, tmp_path, case, lines, elapsed, expected):
     (["         19.730,56 msec task-clock", "     2.909      context-switches"], ",",
      {"task-clock": 19730.56, "context-switches": 2909.0}),
 ])
+@pytest.mark.slow
 def test_text_decimal_mark_from_values(con, tmp_path, lines, decimal, expected):
     text = " Performance counter stats for 'x':\n\n" + "\n".join(lines) + "\n"
     result = loaded(con, write(tmp_path, "v.txt", text), "perf-stat-text")
@@ -527,12 +531,11 @@ def test_json_interval_socket_and_not_counted(con, tmp_path):
 BAD = {
     "garbage-line.csv": ("     1.000000000,100,,cycles,1000,100.00,,\n"
                          "     2.000000000,oops,,cycles,1000,100.00,,\n", 2, "not a perf stat -x, counter line"),
-    "truncated.csv": ("     1.000000000,100,,cycles,1000,100.00,,\n"
-                      "     2.000000000,100,,cyc", 2, "file truncated"),
     "too-many.csv": ("     1.000000000,100,,cycles,1000,100.00,,\n"
                      "     2.000000000,100,,cpu/event=0x3c,umask=0x0/,1000,100.00,,,,\n", 2, "more than perf stat"),
     "no-counters.txt": (" Performance counter stats for 'x':\n\n   just words here\n", None, "no perf stat counter lines"),
-    "truncated.txt": (" Performance counter stats for 'x':\n\n     1,234      cycl", 3, "file truncated"),
+    "truncated.txt": (" Performance counter stats for 'x':\n\n     1,234      cycl", None,
+                      "no perf stat counter lines found (line 3 is cut off (the recording stopped mid-line?): skipped)"),
     "bad-json.json": ('{"counter-value" : "1", "unit" : "", "event" : "cycles"}\n{"counter-value" : "2", "ev\n',
                       2, "not valid JSON"),
     "bad-value.json": ('{"counter-value" : "lots", "unit" : "", "event" : "cycles"}\n', 1, "is not a number"),
@@ -540,6 +543,7 @@ BAD = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_bad_input_is_one_clear_error_and_changes_nothing(con, tmp_path, name):
     ingest_paths(con, [make_run(tmp_path / "good")])
@@ -551,6 +555,33 @@ def test_bad_input_is_one_clear_error_and_changes_nothing(con, tmp_path, name):
     assert message in result.message and result.line == line, result.describe()
     assert "\n" not in result.message
     assert snapshot(con) == before
+
+
+CUT = {  # a recording killed mid-line: every complete line loads, the cut one is named
+    "cut.csv": ("     1.000000000,100,,cycles,1000,100.00,,\n     2.000000000,100,,cyc", 2, 1),
+    "cut-value.csv": ("     1.000000000,100,,cycles,1000,100.00,,\n     2.000000000,100,,cycles,1000,100.0", 2, 1),
+    "whole.csv": ("     1.000000000,100,,cycles,1000,100.00,,\n     2.000000000,101,,cycles,1000,100.00,,", None, 2),
+    "cut.txt": ("#           time             counts unit events\n     1.001000000              1,234      cycles\n"
+                "     2.002000000              1,300      cycl", 3, 1),
+    "whole.txt": ("#           time             counts unit events\n     1.001000000              1,234      cycles\n"
+                  "     2.002000000              1,300      cycles", None, 2),
+    "cut.json": ('{"interval" : 1.0, "counter-value" : "1", "unit" : "", "event" : "cycles"}\n'
+                 '{"interval" : 2.0, "counter-value" : "2", "ev', 2, 1),
+    "whole.json": ('{"interval" : 1.0, "counter-value" : "1", "unit" : "", "event" : "cycles"}\n'
+                   '{"interval" : 2.0, "counter-value" : "2", "unit" : "", "event" : "cycles"}', None, 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CUT))
+def test_cut_last_line_loads_every_complete_line_and_warns(con, tmp_path, name):
+    text, cut_line, counters = CUT[name]
+    result = load(con, write(tmp_path, name, text), start="2024-01-01T00:00:00Z")
+    assert one(con, "SELECT count(*) FROM counters") == (counters,)
+    if cut_line is None:  # a complete last line without its newline is complete
+        assert result.outcome == "loaded", result.describe()
+    else:
+        assert result.outcome == "loaded-with-warnings", result.describe()
+        assert result.message.endswith(f"line {cut_line} is cut off (the recording stopped mid-line?): skipped")
 
 
 def test_bad_input_through_the_cli(tmp_path, db_path, runner):
@@ -577,6 +608,7 @@ def test_other_csv_and_text_are_not_perf(tmp_path):
         assert [m.NAME for m in perf_modules if m.sniff(text, tmp_path / name)] == [], name
 
 
+@pytest.mark.slow
 def test_repeat_mode_noise_fields(con, tmp_path):
     csv_text = ("1473.81,Joules,power/energy-pkg/,0.45%,50858755816,100.00,,\n"
                 "69759925617,,instructions,0.12%,50858000000,100.00,0.49,insn per cycle\n")

@@ -72,20 +72,36 @@ def test_fixture_energy_is_integrated(con, fixtures_dir):
     assert 0.0 < row[1] < 1.5   # < 1 s of at most 1.473 W
 
 
-@pytest.mark.parametrize("keep_lines, chop, message, line", [
-    (522, 0, "the last sample is incomplete (no CPU Power, GPU Power, Package Power line", 476),
-    (525, 3, "last line is incomplete (file truncated?)", 525),
+@pytest.mark.parametrize("keep_lines, chop", [
+    (522, 0),   # the last sample (from line 476) lacks its CPU, GPU and Package Power lines
+    (525, 3),   # and here its last line is cut too: one warning, for the sample
 ])
-def test_fixture_truncated_is_refused_and_changes_nothing(tmp_path, con, fixtures_dir, keep_lines, chop, message, line):
+def test_fixture_truncated_loads_the_complete_samples_and_warns(tmp_path, con, fixtures_dir, keep_lines, chop):
     lines = (fixtures_dir / "powermetrics" / FIXTURE).read_text().split("\n")[:keep_lines]
     text = "\n".join(lines) + "\n"
     path = write(tmp_path, "cut.txt", text[:-1 - chop] if chop else text)
-    ingest_one(con, DATA / "plist-stream.plist")        # something already in the warehouse
-    before = counts(con)
     result = ingest_one(con, path)
-    assert result.outcome == "failed"
-    assert message in result.message and result.line == line
-    assert counts(con) == before
+    assert result.outcome == "loaded-with-warnings", result.describe()
+    assert result.message.endswith("the last sample (from line 476) is incomplete "
+                                   "(the recording stopped mid-sample?): skipped")
+    assert "cut off" not in result.message
+    row = con.execute("SELECT n_samples FROM run_energy WHERE sensor_name = 'Package'").fetchone()
+    assert row == (9,)   # the fixture's 10 samples but the last
+
+
+def test_cut_last_line_outside_a_reading_is_skipped_with_a_warning(tmp_path, con, fixtures_dir):
+    text = (fixtures_dir / "powermetrics" / FIXTURE).read_text()
+    path = write(tmp_path, "cut.txt", text + "*** Sampled system act")
+    result = ingest_one(con, path)
+    assert result.outcome == "loaded-with-warnings", result.describe()
+    assert result.message.endswith(f"line {text.count(chr(10)) + 1} is cut off (the recording stopped mid-line?): skipped")
+    assert con.execute("SELECT n_samples FROM run_energy WHERE sensor_name = 'Package'").fetchone() == (10,)
+
+
+def test_complete_last_line_without_newline_is_complete(tmp_path, con, fixtures_dir):
+    text = (fixtures_dir / "powermetrics" / FIXTURE).read_text()
+    result = ingest_one(con, write(tmp_path, "whole.txt", text.rstrip("\n")))
+    assert result.outcome == "loaded", result.describe()
 
 
 # --- macOS 14 layout (hand-made, tests/data/powermetrics) ------------------------------------------

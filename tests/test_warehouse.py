@@ -95,6 +95,7 @@ def _catalog(con) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_new_warehouse_from_the_cached_template_equals_one_migrated_in_place(tmp_path, monkeypatch):
     from datetime import datetime, timedelta, timezone
 

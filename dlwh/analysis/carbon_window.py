@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import duckdb
 
@@ -11,12 +11,10 @@ from dlwh.errors import UsageError
 
 
 def parse_window_time(text: str, name: str) -> datetime:
-    """An ISO 8601 time (naive = UTC) → naive UTC; a clear UsageError otherwise."""
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{name} {text!r} is not an ISO 8601 time such as 2026-11-22T00:00") from None
-    return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+    """An ISO 8601 time (naive = UTC) → naive UTC; a clear UsageError otherwise (dlwh.timeparse)."""
+    from dlwh.timeparse import parse_time_option
+
+    return parse_time_option(text, name, example="2026-11-22T00:00")
 
 
 def schedule_for_simulation(con: duckdb.DuckDBPyConnection, sim: Simulation, zone: str, window_start: datetime,

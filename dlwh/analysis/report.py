@@ -25,8 +25,15 @@ figure { margin: 1em 0; } figure svg { max-width: 100%; height: auto; } figcapti
 """
 
 
+def _cell(value: float) -> str:
+    """Whole numbers in full (71,591 rows, not 7.159e+04); others to 4 significant digits."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, border=0, na_rep="n/a", escape=True, float_format=lambda v: f"{v:.4g}")
+    return frame.to_html(index=False, border=0, na_rep="n/a", escape=True, float_format=_cell)
 
 
 def _figure(fig_fn, caption: str, problems: list[str]) -> str:
@@ -38,6 +45,23 @@ def _figure(fig_fn, caption: str, problems: list[str]) -> str:
         problems.append(f"{caption}: {err}")
         return ""
     return f"<figure>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>"
+
+
+def most_informative_run(con: duckdb.DuckDBPyConnection) -> tuple[str, str] | None:
+    """The collected run the report draws, and why: the one with the most steady time (s) in the training
+    data, then the most steady spans, then the longest; not simply the most recent (often a short test)."""
+    row = con.execute(
+        "SELECT r.run_id, sum(s.duration_s) AS steady_s, count(*) AS spans, "
+        "  any_value(s.work_unit) AS kind, epoch(any_value(r.end_ts) - any_value(r.start_ts)) AS run_s, "
+        "  (SELECT count(*) FROM runs WHERE source = 'manifest') AS n_runs "
+        "FROM runs r JOIN steady_spans s USING (run_id) WHERE r.source = 'manifest' "
+        "GROUP BY r.run_id ORDER BY steady_s DESC, spans DESC, run_s DESC NULLS LAST, r.run_id LIMIT 1").fetchone()
+    if row is None:
+        return None
+    run_id, steady_s, spans, kind, run_s, n_runs = row
+    length = f"{run_s:.1f} s long, " if run_s is not None else ""
+    return run_id, (f"Of the {n_runs} collected run(s), the one with the most steady-state time: {length}"
+                    f"{spans} steady {kind} span(s) covering {steady_s:.1f} s.")
 
 
 def build(con: duckdb.DuckDBPyConnection, db_path: str, budget_epochs: float = 100.0, zone: str | None = None,
@@ -97,8 +121,15 @@ def build(con: duckdb.DuckDBPyConnection, db_path: str, budget_epochs: float = 1
     # -- plots per GPU -----------------------------------------------------------------------------
     for gpu in sorted(data["gpu"].unique()) if len(data) else []:
         parts.append(f"<h2>{html.escape(gpu)}</h2>")
-        parts.append(_figure(lambda: plots.limit_curves(con, gpu), "Time and energy per epoch against the power "
-                             "limit: measured points, model curves.", problems))
+        limits = sorted(data.loc[data["gpu"] == gpu, ["min_limit_w", "max_limit_w"]].stack().unique())
+        one_limit = len(limits) == 1
+        if one_limit:
+            parts.append(f"<p class='note'>Every run on {html.escape(gpu)} was measured at one power limit "
+                         f"({limits[0]:g} W), so there are no limit curves or simulations to show: they compare "
+                         "limits. Record runs at several limits (<code>dlwh collect sweep</code>) to see them.</p>")
+        else:
+            parts.append(_figure(lambda: plots.limit_curves(con, gpu), "Time and energy per epoch against the power "
+                                 "limit: measured points, model curves.", problems))
         common = con.execute(
             "SELECT model, dataset, batch_size, count(*) AS n FROM training_data WHERE gpu = ? AND work_unit = 'epoch' "
             "AND model IS NOT NULL GROUP BY ALL ORDER BY n DESC, model LIMIT 1", [gpu]).fetchone()
@@ -106,7 +137,7 @@ def build(con: duckdb.DuckDBPyConnection, db_path: str, budget_epochs: float = 1
             model, dataset, batch, _ = common
             parts.append(_figure(lambda: plots.pareto(con, gpu, model, dataset), f"Energy-time Pareto front of "
                                  f"{dataset}/{model} over batch sizes and power limits.", problems))
-            if gpu in gpus and batch is not None:
+            if gpu in gpus and batch is not None and not one_limit:
                 q = Query(power_limits=[], gpu=gpu, model=model, dataset=dataset, batch_size=int(batch))
                 try:
                     sim = simulate(con, q, budget_epochs=budget_epochs, zone=zone, intensity=intensity, pue=pue)
@@ -123,11 +154,11 @@ def build(con: duckdb.DuckDBPyConnection, db_path: str, budget_epochs: float = 1
                     problems.append(f"simulation of {dataset}/{model} on {gpu}: {err}")
     parts.append(_figure(lambda: plots.energy_time_vs_macs(con), "Time and energy per sample against MACs per "
                          "sample (log-log) with a least-squares line.", problems))
-    latest = con.execute("SELECT r.run_id FROM runs r WHERE r.source = 'manifest' AND EXISTS "
-                         "(SELECT 1 FROM steady_spans s WHERE s.run_id = r.run_id) ORDER BY r.start_ts DESC LIMIT 1").fetchone()
-    if latest:
-        parts.append("<h2>Latest collected run</h2>")
-        parts.append(_figure(lambda: plots.power_over_time(con, latest[0]), f"GPU power of run {latest[0]}.", problems))
+    shown = most_informative_run(con)
+    if shown:
+        run_id, why = shown
+        parts.append(f"<h2>A collected run: {html.escape(run_id)}</h2><p class='note'>{html.escape(why)}</p>")
+        parts.append(_figure(lambda: plots.power_over_time(con, run_id), f"GPU power of run {run_id}.", problems))
     if problems:
         parts.append("<h2>Not shown</h2><ul>" + "".join(f"<li class='note'>{html.escape(p)}</li>" for p in problems) + "</ul>")
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>dlwh report</title>"

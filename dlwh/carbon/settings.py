@@ -64,7 +64,7 @@ def set_setting(con: duckdb.DuckDBPyConnection, key: str, value: str | None) -> 
         con.execute("DELETE FROM settings WHERE key = ?", [key])
         return
     text = _validated(key, str(value))
-    con.execute("INSERT OR REPLACE INTO settings VALUES (?, ?, ?)",
+    con.execute("INSERT OR REPLACE INTO settings (key, value, updated_at) VALUES (?, ?, ?)",
                 [key, text, datetime.now(timezone.utc).replace(tzinfo=None)])
 
 

@@ -26,6 +26,7 @@ def _parser(prog: str, sweep: bool) -> argparse.ArgumentParser:
     p.add_argument("--layers", action="store_true", help="per-layer spans (DLWH_LAYER_SPANS=1)")
     p.add_argument("--save-output", action="store_true", help="also write stdout.log/stderr.log")
     p.add_argument("--quiet", "-q", action="store_true")
+    p.add_argument("--no-redact", action="store_true", help="keep secrets of the command line in run.json")
     p.add_argument("command", nargs=argparse.REMAINDER)
     return p
 
@@ -47,7 +48,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         opts = CollectOptions(out=ns.out, sources=ns.source, interval_ms=ns.interval_ms,
                               tags=parse_tags(ns.tag), layers=ns.layers,
-                              save_output=ns.save_output, quiet=ns.quiet)
+                              save_output=ns.save_output, quiet=ns.quiet, redact=not ns.no_redact)
         if is_sweep:
             from dlwh.collect.sweep import parse_limits, sweep
 

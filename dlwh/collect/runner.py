@@ -27,6 +27,7 @@ from dlwh.collect import hostinfo, manifest, nvml, spans
 from dlwh.collect.clock import ENV_ANCHOR, Anchor, iso_utc, take_anchor
 from dlwh.collect.layers import ENV_LAYER_SPANS
 from dlwh.collect.process import CommandNotFound, kill_group, popen, resolve_program, tee
+from dlwh.collect.redact import redact_argv
 from dlwh.collect.rundir import default_name, make_run_dir as _make_dir
 from dlwh.collect.signals import SignalForwarder
 from dlwh.collect.sources import SOURCE_NAMES, SOURCES, Source, SourceUnavailable
@@ -60,6 +61,7 @@ class CollectOptions:
     traces_dir: Union[str, os.PathLike] = "traces"
     name: Optional[str] = None  # run name (default: from the command)
     grace_s: float = 10.0  # after SIGTERM/SIGHUP, SIGKILL the workload this much later
+    redact: bool = True  # secrets in the command line become *** in run.json (dlwh.collect.redact)
     quiet: bool = False
     log: Optional[Log] = None
 
@@ -200,15 +202,19 @@ class Recording:
         tools = hostinfo.python_tools()
         for src in self.sources:
             tools.update(src.tools)
+        command, hidden = redact_argv(self.command) if self.opts.redact else (self.command, 0)
         self.manifest = manifest.build(
             run_id=self.run_id, host=hostinfo.hostname(), anchor=self.anchor, timezone=tz,
-            command=self.command, gpus=gpus, cpu_model=hostinfo.cpu_model(), tools=tools,
+            command=command, gpus=gpus, cpu_model=hostinfo.cpu_model(), tools=tools,
             sources=[s.entry() for s in self.sources],
             unavailable=[{"name": u["name"], "reason": f"{u['reason']}; fix: {u['fix']}"}
                          for u in self.unavailable],
             tags=dict(self.opts.tags))
         manifest.write(self.run_dir, self.manifest)
         self._announce()
+        if hidden:
+            self.log(f"{hidden} command-line value(s) that look like secrets are stored as *** in run.json "
+                     "(--no-redact keeps them)")
 
     def _gpus(self) -> list[dict[str, Any]]:
         """The GPUs as the first source that can tell says, else as NVML says ([] without NVML)."""

@@ -178,8 +178,14 @@ def register(app: typer.Typer) -> None:
                        f"{best['emissions_g'] / 1000:.4g} kg CO2e, against {worst['emissions_g'] / 1000:.4g} kg "
                        f"starting {worst['start_ts']:%Y-%m-%d %H:%M} UTC ({sch.saving_g / 1000:.4g} kg saved)")
         if not no_plot:
-            path = plots.save(plots.simulation(sim), plot)
-            typer.echo(f"plot: {path}")
+            from dlwh.errors import DlwhError
+
+            try:
+                figure = plots.simulation(sim)
+            except DlwhError as err:  # one limit: nothing to draw
+                typer.echo(f"note: no plot: {err}", err=True)
+            else:
+                typer.echo(f"plot: {plots.save(figure, plot)}")
 
     @app.command("plot")
     @friendly_errors

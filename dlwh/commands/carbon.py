@@ -3,14 +3,14 @@ and the lowest-carbon start for a job. Naive times on the command line are UTC."
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Optional
 
 import typer
 
 from dlwh.commands._common import DbOption, friendly_errors
 from dlwh.errors import UsageError
+from dlwh.timeparse import parse_duration, parse_time_option
 
 carbon_app = typer.Typer(
     name="carbon", no_args_is_help=True, add_completion=False,
@@ -18,27 +18,8 @@ carbon_app = typer.Typer(
 
 
 def parse_time(text: Optional[str], option: str) -> Optional[datetime]:
-    """An ISO 8601 time (naive = UTC) → naive UTC datetime; None stays None."""
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{option} {text!r} is not an ISO 8601 time such as 2026-11-21T10:00 (UTC)") from None
-    return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
-
-
-def parse_duration(text: str, option: str) -> float:
-    """'2h', '90m', '45s', '1.5h', '3600' or 'H:MM:SS' → seconds."""
-    value = text.strip().lower()
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(h|m|min|s)?", value)
-    if match:
-        number = float(match.group(1))
-        return number * {"h": 3600, "m": 60, "min": 60, "s": 1, None: 1}[match.group(2)]
-    match = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", value)
-    if match:
-        return int(match.group(1)) * 3600 + int(match.group(2)) * 60 + float(match.group(3))
-    raise UsageError(f"{option} {text!r} is not a duration such as 2h, 90m, 3600s or 1:30:00")
+    """An ISO 8601 time (naive = UTC) → naive UTC datetime; None stays None (dlwh.timeparse)."""
+    return None if text is None else parse_time_option(text, option)
 
 
 def _print(frame, csv: bool, json: bool) -> None:
@@ -57,24 +38,36 @@ def fetch_cmd(
                                         "without it: the last 24 hours and the latest value."),
     end: Optional[str] = typer.Option(None, "--end", help="End of the range (default now)."),
     forecast: bool = typer.Option(False, "--forecast", help="Also fetch the forecast (for `carbon schedule`)."),
-    token: Optional[str] = typer.Option(None, "--token", envvar="ELECTRICITYMAPS_TOKEN", show_envvar=True,
-                                        help="API token, sent in the auth-token header; never stored.",
-                                        show_default=False),
+    token: Optional[str] = typer.Option(None, "--token", show_default=False,
+                                        help="API token (discouraged: it shows in ps and your shell history; "
+                                             "prefer $ELECTRICITYMAPS_TOKEN or --token-file). Never stored."),
+    token_file: Optional[str] = typer.Option(None, "--token-file", show_default=False,
+                                             help="File holding the API token (chmod 600)."),
     api_url: Optional[str] = typer.Option(None, "--api-url", envvar="ELECTRICITYMAPS_API_URL",
                                           help="API base URL (default https://api.electricitymaps.com/v3)."),
+    allow_http: bool = typer.Option(False, "--allow-http",
+                                    help="Accept a plain http:// API URL (the token then travels unencrypted)."),
     timeout: float = typer.Option(20.0, "--timeout", help="Seconds to wait for each answer."),
+    retries: int = typer.Option(3, "--retries", min=0,
+                                help="Retries after HTTP 429/5xx or a failed connection (backoff 0.5, 1, 2 s...)."),
     db: Optional[str] = DbOption,
 ) -> None:
     """Fetch carbon intensity from the Electricity Maps v3 API into the warehouse."""
-    from dlwh.carbon.electricitymaps import fetch
+    from dlwh.carbon.electricitymaps import fetch, make_client
     from dlwh.warehouse import warehouse
 
     if timeout <= 0:
         raise UsageError("--timeout must be positive")
+    if token is not None and token_file is not None:
+        raise UsageError("give the token once: --token or --token-file")
+    if token is not None:
+        typer.echo("warning: --token shows the token to other users (ps) and keeps it in your shell history; "
+                   "set ELECTRICITYMAPS_TOKEN or use --token-file instead", err=True)
     lo, hi = parse_time(start, "--start"), parse_time(end, "--end")
+    client = make_client(token=token, token_file=token_file, base_url=api_url, timeout_s=timeout,
+                         allow_http=allow_http, retries=retries)  # checked before the warehouse is opened
     with warehouse(db) as con:
-        result = fetch(con, zone, token=token, start=lo, end=hi, forecast=forecast, base_url=api_url,
-                       timeout_s=timeout)
+        result = fetch(con, zone, start=lo, end=hi, forecast=forecast, client=client)
     if result.rows:
         typer.echo(f"{result.zone}: {result.rows} intensity values stored, {result.first_ts:%Y-%m-%d %H:%M}.."
                    f"{result.last_ts:%Y-%m-%d %H:%M} UTC ({', '.join(result.endpoints)})")

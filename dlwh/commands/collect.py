@@ -49,13 +49,14 @@ collect_app = typer.Typer(
 
 
 def _options(out: Optional[str], source: str, interval_ms: int, tag: Optional[List[str]],
-             layers: bool, save_output: bool, quiet: bool, gpu: Optional[List[int]] = None) -> Any:
+             layers: bool, save_output: bool, quiet: bool, gpu: Optional[List[int]] = None,
+             no_redact: bool = False) -> Any:
     from dlwh.collect.options import parse_tags
     from dlwh.collect.runner import CollectOptions
 
     return CollectOptions(out=out, sources=source, interval_ms=interval_ms,
                           tags=parse_tags(tag or []), layers=layers, save_output=save_output,
-                          quiet=quiet, gpus=gpu)
+                          quiet=quiet, gpus=gpu, redact=not no_redact)
 
 
 OutOpt = typer.Option(None, "--out", "-o", help="Run directory to create (default traces/<UTC time>-<name>).")
@@ -66,6 +67,9 @@ TagOpt = typer.Option(None, "--tag", "-t", help="key=value stored in the manifes
 LayersOpt = typer.Option(False, "--layers", help="Ask the workload for per-layer spans (sets DLWH_LAYER_SPANS=1).")
 SaveOpt = typer.Option(False, "--save-output", help="Also copy the command's stdout/stderr to stdout.log/stderr.log.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
+NoRedactOpt = typer.Option(False, "--no-redact",
+                           help="Keep the command line in run.json as given (by default values of --password, "
+                                "--token, --api-key, *_KEY=, *_TOKEN=, URL passwords... are stored as ***).")
 CommandArg = typer.Argument(..., metavar="CMD", help="The command to run and its arguments, after --.",
                             show_default=False)
 
@@ -81,6 +85,7 @@ def run_cmd(
     layers: bool = LayersOpt,
     save_output: bool = SaveOpt,
     quiet: bool = QuietOpt,
+    no_redact: bool = NoRedactOpt,
 ) -> None:
     """Run CMD while recording; exit with CMD's exit code.
 
@@ -92,7 +97,8 @@ def run_cmd(
     """
     from dlwh.collect.runner import collect
 
-    result = collect(command, _options(out, source, interval_ms, tag, layers, save_output, quiet))
+    result = collect(command, _options(out, source, interval_ms, tag, layers, save_output, quiet,
+                                       no_redact=no_redact))
     raise typer.Exit(result.shell_exit_code)
 
 
@@ -111,6 +117,7 @@ def sweep_cmd(
     layers: bool = LayersOpt,
     save_output: bool = SaveOpt,
     quiet: bool = QuietOpt,
+    no_redact: bool = NoRedactOpt,
 ) -> None:
     """Run CMD once per GPU power limit, recording each run (tagged power_limit_w).
 
@@ -124,7 +131,7 @@ def sweep_cmd(
 
     limits = parse_limits(power_limits)
     results = sweep(command, limits,
-                    _options(out, source, interval_ms, tag, layers, save_output, quiet, gpu), gpus=gpu)
+                    _options(out, source, interval_ms, tag, layers, save_output, quiet, gpu, no_redact), gpus=gpu)
     failed = [r for r in results if r.exit_code != 0]
     raise typer.Exit(failed[0].shell_exit_code if failed else (130 if len(results) < len(limits) else 0))
 
@@ -133,7 +140,7 @@ def sweep_cmd(
 @friendly_errors
 def restore_cmd(
     record: Optional[List[str]] = typer.Argument(
-        None, metavar="[RECORD]...", show_default=False,
+        None, metavar="RECORD", show_default=False,
         help="Record files to restore from (default: every record of this host in the state directory)."),
     force: bool = typer.Option(False, "--force", help="Also restore records whose sweep still seems to run."),
 ) -> None:
@@ -141,8 +148,9 @@ def restore_cmd(
 
     Example: sudo dlwh collect restore
 
-    A sweep records the original limits before changing any (in $XDG_STATE_HOME/dlwh, and a copy
-    beside its runs). Exits 1 when a GPU could not be restored.
+    A sweep records the original limits before changing any, in $XDG_STATE_HOME/dlwh and beside its runs.
+
+    Exits 1 when a GPU could not be restored.
     """
     from pathlib import Path
 

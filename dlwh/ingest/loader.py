@@ -282,7 +282,7 @@ class _Loader:
                                "LIMIT 1", [sha]).fetchall()
         if not row:
             return False
-        self.con.executemany("INSERT OR REPLACE INTO run_tags VALUES (?, ?, ?, ?)",
+        self.con.executemany("INSERT OR REPLACE INTO run_tags (run_id, key, value, file_sha256) VALUES (?, ?, ?, ?)",
                              [(row[0][0], key, value, sha) for key, value in self.options.tags.items()])
         return True
 
@@ -321,13 +321,14 @@ class _Loader:
             sensors = _with_columns(trace.sensors, ("sensor_key", "kind", "name", "device_index",
                                                     "device_uuid", "device_name", "tool"))
             self._insert_select(
-                "INSERT INTO sensors SELECT ? || sensor_key, ?, ?, kind, name, "
+                "INSERT INTO sensors (sensor_id, run_id, file_sha256, kind, name, device_index, device_uuid, device_name, tool) "
+                "SELECT ? || sensor_key, ?, ?, kind, name, "
                 "CAST(device_index AS INTEGER), device_uuid, device_name, tool FROM _dlwh_stage",
                 sensors, [prefix, run_id, sha])
         if trace.samples is not None:
             samples = _with_columns(trace.samples, ("sensor_key", "ts", "metric", "unit", "value", "duration_s"))
             rows += self._insert_select(
-                "INSERT INTO samples SELECT ? || sensor_key, ts, metric, unit, "
+                "INSERT INTO samples (sensor_id, ts, metric, unit, value, duration_s, file_sha256) SELECT ? || sensor_key, ts, metric, unit, "
                 "CAST(value AS DOUBLE), CAST(duration_s AS DOUBLE), ? FROM _dlwh_stage "
                 "WHERE ts IS NOT NULL",
                 samples, [prefix, sha])
@@ -335,14 +336,16 @@ class _Loader:
             counters = _with_columns(trace.counters, ("perf_run", "ts", "interval_s", "cpu", "pmu", "event",
                                                       "value", "unit", "reason", "run_time_ns", "enabled_pct"))
             rows += self._insert_select(
-                "INSERT INTO counters SELECT ?, ?, perf_run, ts, interval_s, cpu, pmu, event, "
+                "INSERT INTO counters (run_id, file_sha256, perf_run, ts, interval_s, cpu, pmu, event, value, unit, reason, "
+                "run_time_ns, enabled_pct) SELECT ?, ?, perf_run, ts, interval_s, cpu, pmu, event, "
                 "CAST(value AS DOUBLE), unit, reason, CAST(run_time_ns AS BIGINT), CAST(enabled_pct AS DOUBLE) "
                 "FROM _dlwh_stage", counters, [run_id, sha])
         if trace.spans is not None:
             spans = _with_columns(trace.spans, ("span_id", "parent_id", "kind", "name", "start_ts", "end_ts",
                                                 "start_mono_ns", "end_mono_ns", "attrs"))
             rows += self._insert_select(
-                "INSERT INTO spans SELECT ?, span_id, parent_id, kind, name, start_ts, end_ts, "
+                "INSERT INTO spans (run_id, span_id, parent_id, kind, name, start_ts, end_ts, start_mono_ns, end_mono_ns, attrs, "
+                "file_sha256) SELECT ?, span_id, parent_id, kind, name, start_ts, end_ts, "
                 "start_mono_ns, end_mono_ns, attrs, ? FROM _dlwh_stage", spans, [run_id, sha])
         for name, table in trace.tables.items():
             columns = _table_columns(self.con, name)
@@ -365,12 +368,13 @@ class _Loader:
     def _insert_run(self, run: RunInfo, sha: str) -> None:
         self.con.execute("DELETE FROM runs WHERE run_id = ? AND source = 'file'", [run.run_id])
         self.con.execute(
-            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, 'manifest', ?, ?)",
+            "INSERT OR REPLACE INTO runs (run_id, host, start_ts, end_ts, command, exit_code, timezone, source, "
+            "manifest_json, file_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, 'manifest', ?, ?)",
             [run.run_id, run.host, run.start_ts, run.end_ts, run.command, run.exit_code, run.timezone,
              run.manifest_json, sha])
         tags = {**run.tags, **self.options.tags}
         for key, value in tags.items():
-            self.con.execute("INSERT OR REPLACE INTO run_tags VALUES (?, ?, ?, ?)", [run.run_id, key, value, sha])
+            self.con.execute("INSERT OR REPLACE INTO run_tags (run_id, key, value, file_sha256) VALUES (?, ?, ?, ?)", [run.run_id, key, value, sha])
 
     def _ensure_file_run(self, run_id: str, sha: str, ctx: IngestContext) -> None:
         """A loose file (no manifest) gets a run of its own, spanning its samples."""
@@ -380,7 +384,7 @@ class _Loader:
                 "INSERT INTO runs (run_id, timezone, source, file_sha256) VALUES (?, ?, 'file', ?)",
                 [run_id, ctx.tz_name, sha])
             for key, value in self.options.tags.items():
-                self.con.execute("INSERT OR REPLACE INTO run_tags VALUES (?, ?, ?, ?)", [run_id, key, value, sha])
+                self.con.execute("INSERT OR REPLACE INTO run_tags (run_id, key, value, file_sha256) VALUES (?, ?, ?, ?)", [run_id, key, value, sha])
         self.con.execute(
             "UPDATE runs SET start_ts = b.lo, end_ts = b.hi FROM ("
             "  SELECT min(s.ts) AS lo, max(s.ts) AS hi FROM samples s JOIN sensors se USING (sensor_id)"

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import UsageError
+from dlwh.timeparse import parse_utc  # noqa: F401 - the one ISO 8601 parser; ingest modules import it from here
 
 
 def zone_from_name(name: str) -> tzinfo:
@@ -82,14 +83,6 @@ def local_to_utc(values: pd.Series, tz: tzinfo) -> pd.Series:
     except Exception:  # pytz-style AmbiguousTimeError when order cannot tell
         aware = values.dt.tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
     return aware.dt.tz_convert("UTC").dt.tz_localize(None)
-
-
-def parse_utc(text: str) -> datetime:
-    """An ISO 8601 time ('...Z' or with an offset; naive means UTC) → naive UTC datetime."""
-    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value
 
 
 def to_naive_utc(value: datetime, tz: tzinfo) -> datetime:

@@ -135,7 +135,8 @@ def import_complexity_csv(con: duckdb.DuckDBPyConnection, path: str | os.PathLik
             _sql(
                 con,
                 """
-                INSERT OR REPLACE INTO model_complexity
+                INSERT OR REPLACE INTO model_complexity (model, input_desc, batch_size, macs_per_sample,
+                    macs_total, params, source, fvcore_version, fvcore_flops_per_sample, unsupported_ops, profiled_at)
                 SELECT r.model, r.input_desc, 1, r.macs_per_sample, r.macs_per_sample, r.params, 'import',
                        NULL, NULL, NULL, ?
                 FROM dlwh_import_rows r

@@ -96,8 +96,8 @@ def seed_zoo_complexity(con: duckdb.DuckDBPyConnection) -> int:
     if not pending:
         return 0
     with _transaction(con):
-        _sql(con, f"INSERT OR REPLACE INTO zoo_models {zoo_sql}", zoo)
-        _sql(con, f"INSERT OR REPLACE INTO model_aliases {alias_sql}", aliases)
+        _sql(con, f"INSERT OR REPLACE INTO zoo_models (model, kind, default_input, description) {zoo_sql}", zoo)
+        _sql(con, f"INSERT OR REPLACE INTO model_aliases (alias_key, model) {alias_sql}", aliases)
         updated = con.execute(
             f"""
             UPDATE model_complexity c SET
@@ -112,7 +112,9 @@ def seed_zoo_complexity(con: duckdb.DuckDBPyConnection) -> int:
         ).fetchall()[0][0]
         inserted = con.execute(
             f"""
-            INSERT INTO model_complexity
+            INSERT INTO model_complexity (model, input_desc, batch_size, macs_per_sample, macs_total, params,
+                                          source, fvcore_version, fvcore_flops_per_sample, unsupported_ops,
+                                          profiled_at)
             SELECT s.model, s.input_desc, 1, s.macs_per_sample, s.macs_per_sample, s.params, 'zoo',
                    s.fvcore_version, s.fvcore_flops_per_sample, s.unsupported_ops::JSON, NULL
             FROM ({_SHIPPED}) s
@@ -131,7 +133,9 @@ def store_profile(con: duckdb.DuckDBPyConnection, prof: "ModelProfile") -> None:
     with _transaction(con):
         _sql(
             con,
-            "INSERT OR REPLACE INTO model_complexity VALUES (?, ?, ?, ?, ?, ?, 'fvcore', ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO model_complexity (model, input_desc, batch_size, macs_per_sample, macs_total, "
+            "params, source, fvcore_version, fvcore_flops_per_sample, unsupported_ops, profiled_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'fvcore', ?, ?, ?, ?)",
             [prof.model, prof.input_desc, prof.batch_size, prof.macs_per_sample, prof.macs_total,
              prof.params, prof.fvcore_version, prof.fvcore_flops_per_sample,
              json.dumps(prof.unsupported_ops, sort_keys=True), _now()],
@@ -142,14 +146,14 @@ def store_profile(con: duckdb.DuckDBPyConnection, prof: "ModelProfile") -> None:
         if ops:
             _sql(
                 con,
-                "INSERT INTO model_ops SELECT ?, ?, unnest(?::VARCHAR[]), unnest(?::BIGINT[]), "
+                "INSERT INTO model_ops (model, input_desc, operator, macs, is_mac) SELECT ?, ?, unnest(?::VARCHAR[]), unnest(?::BIGINT[]), "
                 "unnest(?::BOOLEAN[])",
                 key + [[o for o, _ in ops], [v for _, v in ops], [o in MAC_OPERATORS for o, _ in ops]],
             )
         if prof.layers:
             _sql(
                 con,
-                "INSERT INTO model_layers SELECT ?, ?, unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
+                "INSERT INTO model_layers (model, input_desc, layer, layer_type, macs, params) SELECT ?, ?, unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
                 "unnest(?::BIGINT[]), unnest(?::BIGINT[])",
                 key + [[r.layer for r in prof.layers], [r.layer_type for r in prof.layers],
                        [r.macs for r in prof.layers], [r.params for r in prof.layers]],

@@ -178,7 +178,7 @@ def upgrade(db: str | os.PathLike[str] | None = None) -> tuple[int, int]:
     before = 0
     if path.is_file():
         try:
-            con = duckdb.connect(str(path), read_only=True)
+            con = _connect(path, read_only=True)
         except duckdb.Error:
             con = None  # open_warehouse below says what is wrong
         if con is not None:
@@ -262,8 +262,11 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[Transaction]:
 # a half-written file) falls back to migrating in place.
 
 def _template_path() -> Path | None:
-    base = os.environ.get("DLWH_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "dlwh")
+    base = os.environ.get("DLWH_CACHE_DIR")
+    if not base:  # the platform's user cache dir ($XDG_CACHE_HOME/dlwh, ~/.cache/dlwh on Linux)
+        import platformdirs
+
+        base = platformdirs.user_cache_dir("dlwh", appauthor=False)
     if base in ("", "0", "off"):
         return None
     digest = hashlib.sha256("\0".join(sql for _, _, sql in _migrations()).encode()).hexdigest()[:12]

@@ -2,11 +2,15 @@
 
 ``run_sql`` returns a whole result as a DataFrame (for library code with small results);
 ``write_query`` is ``dlwh sql``: it fetches at most ``max_rows`` (+1, to say there are more) for a
-table and streams CSV/JSON in chunks of about 100,000 rows, so memory does not grow with the result.
+table, streams the CSV of a SELECT from DuckDB's own writer (``COPY``) and other CSV/JSON in chunks of
+about 100,000 rows, so memory does not grow with the result.
 """
 
 from __future__ import annotations
 
+import codecs
+import os
+import threading
 from typing import TYPE_CHECKING, TextIO
 
 import duckdb
@@ -114,7 +118,8 @@ def write_query(con: duckdb.DuckDBPyConnection, sql: str, out: TextIO, fmt: str 
 
     A table shows at most ``max_rows`` rows (default ``TABLE_ROWS``), fetched from DuckDB and no more
     (one extra row says whether there are more). CSV and JSON stream every row, with at most about
-    100,000 rows in memory, unless ``max_rows`` is given. Errors become one-line DlwhErrors.
+    100,000 rows in memory, unless ``max_rows`` is given; CSV of one SELECT is DuckDB's own CSV writer
+    (``COPY``) streaming through a pipe. Errors become one-line DlwhErrors.
     ``read_only`` refuses statements that write even where DuckDB would allow them.
     """
     check_query(sql)
@@ -125,6 +130,12 @@ def write_query(con: duckdb.DuckDBPyConnection, sql: str, out: TextIO, fmt: str 
             refuse_writes(sql)
     if max_rows is not None and max_rows < 0:
         raise UsageError(f"--max-rows must be 0 or more, not {max_rows}")
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error:
+        statements = []  # DuckDB says what is wrong when it runs
+    if fmt == "csv" and len(statements) == 1 and statements[0].type.name == "SELECT" and os.path.isdir("/dev/fd"):
+        return _csv_select(con, _without_tail(statements[0].query), out, max_rows)
     try:
         result = con.execute(sql)
     except duckdb.Error as err:
@@ -140,10 +151,7 @@ def write_query(con: duckdb.DuckDBPyConnection, sql: str, out: TextIO, fmt: str 
             out.write(format_frame(frame, "table") + "\n")
         else:
             _write_chunks(iter([frame]), out, fmt)
-        if more:
-            return (f"showing the first {limit} rows; there are more (raise --max-rows"
-                    + (", or use --csv / --json for all)" if fmt == "table" else ")"))
-        return None
+        return _more_note(limit, fmt) if more else None
     _write_chunks(_chunks(result), out, fmt)
     return None
 
@@ -162,3 +170,84 @@ def _write_chunks(chunks, out: TextIO, fmt: str) -> None:
         out.write((",\n" if wrote else "[\n") + text[1:-1].strip("\n"))
         wrote = True
     out.write("\n]\n" if wrote else "[]\n")
+
+
+def _without_tail(query: str) -> str:
+    """One statement without the semicolons and comments that end it (to nest it in ``COPY (...)``)."""
+    cut = len(query)
+    for position, kind in reversed(duckdb.tokenize(query)):
+        if kind == duckdb.token_type.comment or (kind == duckdb.token_type.operator and query[position] == ";"):
+            cut = position
+        else:
+            break
+    return query[:cut]
+
+
+def _more_note(limit: int, fmt: str) -> str:
+    return (f"showing the first {limit} rows; there are more (raise --max-rows"
+            + (", or use --csv / --json for all)" if fmt == "table" else ")"))
+
+
+def _csv_select(con: duckdb.DuckDBPyConnection, select: str, out: TextIO, max_rows: int | None) -> str | None:
+    """CSV of one SELECT by DuckDB's COPY; with ``max_rows``, its first rows (one more, kept in a temp table,
+    says whether there are more)."""
+    if max_rows is None:
+        copy_csv(con, select, out)
+        return None
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _dlwh_head AS SELECT * FROM (\n{select}\n) LIMIT {max_rows + 1:d}")
+        try:
+            count = con.execute("SELECT count(*) FROM _dlwh_head").fetchone()[0]
+            copy_csv(con, f"SELECT * FROM _dlwh_head LIMIT {max_rows:d}", out)
+        finally:
+            con.execute("DROP TABLE IF EXISTS _dlwh_head")
+    except duckdb.Error as err:
+        raise translate(err, sql=True) from None
+    return _more_note(max_rows, "csv") if count > max_rows else None
+
+
+def copy_csv(con: duckdb.DuckDBPyConnection, select: str, out: TextIO) -> None:
+    """Write the rows of ``select`` to ``out`` as CSV with a header, as DuckDB's COPY writes them, streamed.
+
+    DuckDB writes into a pipe from a second thread on the same connection (it releases the GIL; this
+    thread does not use the connection meanwhile); this thread copies 1 MiB blocks to ``out``. If
+    ``out`` is closed (``| head``), the query is interrupted and BrokenPipeError raised.
+    """
+    out.flush()
+    read_fd, write_fd = os.pipe()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            con.execute(f"COPY (\n{select}\n) TO '/dev/fd/{write_fd}' (FORMAT csv, HEADER true)")
+        except BaseException as err:  # reported by the reading thread
+            failed.append(err)
+        finally:
+            os.close(write_fd)
+
+    writer = threading.Thread(target=run, name="dlwh-copy-csv", daemon=True)
+    binary = getattr(out, "buffer", None)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    reader = os.fdopen(read_fd, "rb", buffering=0)
+    writer.start()
+    try:
+        while True:
+            block = reader.read(1 << 20)
+            if not block:
+                break
+            if binary is not None:
+                binary.write(block)
+            else:
+                out.write(decoder.decode(block))
+        if binary is not None:
+            binary.flush()
+    except BaseException:
+        con.interrupt()
+        reader.close()  # DuckDB's next write fails: the thread ends
+        writer.join()
+        raise
+    reader.close()
+    writer.join()
+    if failed:
+        err = failed[0]
+        raise translate(err, sql=True) if isinstance(err, duckdb.Error) else err

@@ -6,7 +6,6 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Optional
 
 from dlwh.collect.hostinfo import tool_version
 from dlwh.collect.sources.base import ExternalSource, SourceUnavailable, which_or_unavailable

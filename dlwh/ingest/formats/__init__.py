@@ -2,7 +2,7 @@
 
 Formats are grouped by the tool that writes them: ``formats/<tool>/<format>.py``, with what a tool's
 parsers share in ``formats/<tool>/_common.py`` and the tool's name in ``formats/<tool>/__init__.py``
-(``TOOL``). A format module provides what ``dlwh.ingest.trace.FormatModule`` says (NAME, DESCRIPTION,
+(``TOOL``; the folder's name where there is none). A format module provides what ``dlwh.ingest.trace.FormatModule`` says (NAME, DESCRIPTION,
 EXTENSIONS, sniff, parse). Formats are tried in this order, each imported only when it is tried; the
 first whose sniff() says yes parses the file.
 """
@@ -72,6 +72,7 @@ def list_formats() -> list[FormatInfo]:
     out = []
     for name in FORMAT_MODULES:
         module = importlib.import_module(name)
-        package = importlib.import_module(name.rsplit(".", 1)[0])
-        out.append(FormatInfo(module.NAME, package.TOOL, module.DESCRIPTION, tuple(module.EXTENSIONS), name))
+        package_name = name.rsplit(".", 1)[0]
+        tool = getattr(importlib.import_module(package_name), "TOOL", package_name.rsplit(".", 1)[-1])
+        out.append(FormatInfo(module.NAME, tool, module.DESCRIPTION, tuple(module.EXTENSIONS), name))
     return out

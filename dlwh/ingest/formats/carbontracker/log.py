@@ -18,6 +18,7 @@ from dlwh._lazy import pandas as pd
 from dlwh.ingest.intervals import step_samples
 from dlwh.errors import ParseError
 from dlwh.ingest.timeutil import local_to_utc
+from dlwh.ingest.lines import drop_cut_line, shaped_like
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "carbontracker"
@@ -52,6 +53,22 @@ def sniff(head: str, path: Path) -> bool:
     return "carbontracker" in head.lower() and bool(_KNOWN.search(head))
 
 
+def _complete_line(text: str):
+    """``is_complete`` for the last line: a message of PATTERNS whole (its brackets closed), or another
+    line shaped like one above it."""
+    shaped = shaped_like(text[max(0, len(text) - 65536):].split("\n")[-201:-1])
+    patterns = [re.compile(p) for p in PATTERNS.values() if p != PATTERNS["equivalent"]]
+
+    def complete(line: str) -> bool:
+        prefix = _PREFIX.match(line)
+        msg = re.sub(r"^CarbonTracker:\s*", "", (prefix.group("msg") if prefix else line).strip())
+        if any(p.search(msg) for p in patterns):
+            return msg.count("[") == msg.count("]")
+        return shaped(line)
+
+    return complete
+
+
 def _seconds(parts: pd.DataFrame, first: int) -> pd.Series:
     days = pd.to_numeric(parts[first], errors="coerce").fillna(0)
     h, m, s = (pd.to_numeric(parts[first + i], errors="coerce") for i in (1, 2, 3))
@@ -68,7 +85,9 @@ def _powers(text: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 def parse(ctx: IngestContext) -> Trace:
     """Split lines, match each known message, then assemble epoch, intensity and summary records."""
+    cut: list[str] = []
     text = ctx.read_text()
+    text = drop_cut_line(text, _complete_line(text), cut)
     lines = pd.Series(text.splitlines(), dtype="object")
     if lines.empty:
         raise ParseError("empty carbontracker output")
@@ -149,7 +168,8 @@ def parse(ctx: IngestContext) -> Trace:
         if column not in table:
             table[column] = None
     table = table[keep].sort_values("line", kind="stable").reset_index(drop=True)
-    return Trace(format=NAME, sensors=sensors, samples=samples, tables={"carbontracker_records": table}, notes=notes)
+    return Trace(format=NAME, sensors=sensors, samples=samples, tables={"carbontracker_records": table}, notes=notes,
+                 warnings=cut)
 
 
 def _summaries(m: dict[str, pd.DataFrame], line_no: pd.Series, ts: pd.Series) -> pd.DataFrame | None:

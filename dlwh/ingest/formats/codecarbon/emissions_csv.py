@@ -59,10 +59,8 @@ def sniff(head: str, path: Path) -> bool:
 
 def parse(ctx: IngestContext) -> Trace:
     """Read the file with DuckDB (all text), convert, group rows into tracker runs, derive power."""
-    raw = ctx.read_bytes()
-    if raw and not raw.endswith(b"\n"):
-        raise ParseError("last line is incomplete (file truncated?)", line=raw.count(b"\n") + 1)
-    frame = read_csv_strict(ctx.con, ctx.path, "CodeCarbon CSV")
+    cut: list[str] = []
+    frame = read_csv_strict(ctx.con, ctx.path, "CodeCarbon CSV", cut, ctx.data)
     if frame.empty:
         raise ParseError("no rows after the header", line=2)
     frame.columns = [c.strip().lower() for c in frame.columns]
@@ -104,7 +102,7 @@ def parse(ctx: IngestContext) -> Trace:
     n_runs = out["tracker_run"].nunique()
     notes.insert(0, f"{len(out)} CodeCarbon rows from {n_runs} tracker run{'s' if n_runs != 1 else ''}")
     return Trace(format=NAME, sensors=sensors, samples=samples, tables={"codecarbon_emissions": out},
-                 notes=notes, warnings=warnings)
+                 notes=notes, warnings=warnings + cut)
 
 
 def _tracker_runs(out: pd.DataFrame, start: pd.Series) -> pd.Series:

@@ -9,6 +9,7 @@ from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
 from dlwh.ingest.timeutil import parse_utc
+from dlwh.ingest.lines import drop_cut_line
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "dlwh-spans"
@@ -31,17 +32,16 @@ def sniff(head: str, path: Path) -> bool:
 
 def parse(ctx: IngestContext) -> Trace:
     """Read the spans; times come from the monotonic clock and the manifest's anchor when both exist."""
-    text = ctx.read_text()
+    warnings: list[str] = []
+    text = drop_cut_line(ctx.read_text(), _json_object, warnings)
     lines = text.splitlines()
-    if text and not text.endswith("\n") and lines:
-        raise ParseError("last line is incomplete (file truncated?)", line=len(lines))
     try:
         frame = pd.read_json(pd.io.common.StringIO(text), lines=True, dtype=False) if text.strip() else pd.DataFrame()
     except ValueError as err:
         bad = _first_bad_line(lines)
         raise ParseError(f"not valid JSON lines ({err})", line=bad) from None
     if frame.empty:
-        return Trace(format=NAME, spans=None, notes=["no spans"])
+        return Trace(format=NAME, spans=None, notes=["no spans"], warnings=warnings)
     missing = [k for k in _REQUIRED if k not in frame.columns]
     if missing:
         raise ParseError(f"spans lack {', '.join(missing)}")
@@ -80,7 +80,7 @@ def parse(ctx: IngestContext) -> Trace:
     dup = out["span_id"].duplicated()
     if dup.any():
         raise ParseError(f"span_id {out.loc[dup.idxmax(), 'span_id']!r} appears twice", line=int(dup.idxmax()) + 1)
-    return Trace(format=NAME, spans=out)
+    return Trace(format=NAME, spans=out, warnings=warnings)
 
 
 def _first_bad_line(lines: list[str]) -> int | None:
@@ -91,3 +91,11 @@ def _first_bad_line(lines: list[str]) -> int | None:
             except json.JSONDecodeError:
                 return number
     return None
+
+
+def _json_object(line: str) -> bool:
+    """A last line without its newline is complete when it is a whole JSON object."""
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False

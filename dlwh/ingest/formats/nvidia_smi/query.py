@@ -36,7 +36,7 @@ from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
 from dlwh.ingest.formats.nvidia_smi._common import command_argv, option, sample_interval, source_entry
-from dlwh.ingest.lines import cut_warning, file_tail
+from dlwh.ingest.lines import cut_warning, file_tail, noise_warning
 from dlwh.ingest.trace import IngestContext, Trace
 from dlwh.metrics import METRIC_UNITS
 
@@ -364,6 +364,14 @@ def parse(ctx: IngestContext) -> Trace:
             if check is not None and check["bad_ts"].sum():  # empty timestamp cells read as NULL
                 check, fast = None, None
         if check is None:
+            noise, first_noise = cur.sql(
+                "SELECT count(*), min(rn) FROM (SELECT row_number() OVER () AS rn, l FROM lines) "
+                "WHERE regexp_matches(l, $noise)", params={"noise": NOISE_RE}).fetchall()[0]
+            if noise:  # nvidia-smi's own error lines between the rows (stderr into the log): skipped
+                where += " AND NOT regexp_matches(l, $noise)"
+                params = {**params, "noise": NOISE_RE}
+                slow = _Rows(f"(SELECT {split} AS s FROM lines WHERE {where})", slow.cell, slow.ts_local, params)
+                trace.warnings.append(noise_warning(int(noise), int(first_noise), "nvidia-smi error"))
             try:
                 check = _check_query(cur, slow, role, n, lines, typed)
             except duckdb.Error as err:
@@ -457,6 +465,9 @@ def _typed_reader(con: duckdb.DuckDBPyConnection, path: Path, columns: dict[str,
 
 
 _HEAD_BYTES = 64 * 1024
+# what nvidia-smi prints (to stderr, often redirected into the log) when a query fails, e.g. a GPU lost mid-run
+NOISE_RE = (r"^\s*(?:Unable to |No devices were found|NVIDIA-SMI has failed|Failed to initialize NVML|"
+            r"Driver/library version mismatch|GPU [0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f]: )")
 
 
 def _head(path: Path) -> tuple[str, bool]:

@@ -15,7 +15,7 @@ import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
-from dlwh.ingest.formats.nvprof._common import header_lines, layout, quantity, table_end
+from dlwh.ingest.formats.nvprof._common import complete_text, header_lines, layout, quantity, table_end
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "nvprof-metrics"
@@ -135,13 +135,11 @@ def metric_table(text: str, lines: list[str] | None = None, breaks: np.ndarray |
 
 def parse(ctx: IngestContext) -> Trace:
     """All metric and event tables of the file."""
-    text = ctx.read_text()
-    last = text.rsplit("\n", 1)[-1]
-    if text and not text.endswith("\n") and last.strip() and not last.startswith("=="):
-        raise ParseError("last line is incomplete (file truncated?)", line=text.count("\n") + 1)
+    cut: list[str] = []
+    text = complete_text(ctx.read_text(), cut)
     table = metric_table(text)
     if table is None:
         raise ParseError("no nvprof metric or event table found")
     kernels = table["kernel"].nunique()
     return Trace(format=NAME, tables={"kernel_metrics": table},
-                 notes=[f"{len(table)} metric values for {kernels} kernel{'s' if kernels != 1 else ''}"])
+                 notes=[f"{len(table)} metric values for {kernels} kernel{'s' if kernels != 1 else ''}"], warnings=cut)

@@ -20,7 +20,7 @@ from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
 from dlwh.ingest.formats.nvprof._common import (
-    NUMBER_UNIT, RATE_BPS, SIZE_B, TIME_S, UNITS, header_lines, layout, quantity, table_end,
+    NUMBER_UNIT, RATE_BPS, SIZE_B, TIME_S, UNITS, complete_text, header_lines, layout, quantity, table_end,
 )
 from dlwh.ingest.formats.nvprof.metrics import metric_table  # metrics sections in the same file
 from dlwh.ingest.trace import IngestContext, Trace
@@ -231,9 +231,8 @@ def _summary_table(frame: pd.DataFrame, units: dict[str, str], csv: bool, defaul
 
 def parse(ctx: IngestContext) -> Trace:
     """Find every trace, summary and metric table in the file and convert each."""
-    text = ctx.read_text()
-    if text and not text.endswith("\n") and _looks_cut(text):
-        raise ParseError("last line is incomplete (file truncated?)", line=text.count("\n") + 1)
+    cut: list[str] = []
+    text = complete_text(ctx.read_text(), cut)
     lines, breaks = layout(text)
     api_banner = set(header_lines(text, _API_BANNER, "API calls:"))
     found = sorted([(i, "trace-csv") for i in header_lines(text, _TRACE_CSV, '"Start","Duration",')]
@@ -274,13 +273,4 @@ def parse(ctx: IngestContext) -> Trace:
         notes.append(f"{len(metrics)} kernel metric values")
     if not tables:
         raise ParseError("no nvprof trace, summary or metric table found")
-    return Trace(format=NAME, tables=tables, notes=notes)
-
-
-def _looks_cut(text: str) -> bool:
-    """The last line of a table is cut when it does not end with a newline and is a table row."""
-    last = text.rsplit("\n", 1)[-1]
-    return bool(last.strip()) and not last.startswith(("==", "Regs", "SSMem", "DSMem", "SrcMemType", "DstMemType"))
-
-
-
+    return Trace(format=NAME, tables=tables, notes=notes, warnings=cut)

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from dlwh._lazy import pandas as pd
@@ -60,6 +60,7 @@ from dlwh._lazy import pandas as pd
 from dlwh.errors import ParseError
 from dlwh.ingest.timeutil import local_to_utc
 from dlwh.metrics import unit_of
+from dlwh.ingest.lines import drop_cut_line, shaped_like
 from dlwh.ingest.trace import IngestContext, Trace
 
 # Columns of the event-row frame each parser builds (one row per printed event value):
@@ -490,10 +491,12 @@ def locale_numbers(tokens: pd.Series, decimal: str) -> pd.Series:
     return pd.to_numeric(clean, errors="coerce")
 
 
-def check_line_end(text: str, last_row_line: int | None, total_lines: int) -> None:
-    """ParseError when the file ends inside a counter line (no final newline after it)."""
-    if text and not text.endswith("\n") and last_row_line is not None and last_row_line == total_lines:
-        raise ParseError("last line has no line end (file truncated?); perf ends every line", line=total_lines)
+def complete_text(text: str, cut: list[str], is_complete: Callable[[str], bool] | None = None) -> str:
+    """``text`` without a last line cut mid-write (``cut`` gets the warning). perf ends every line; a last
+    line without its newline is complete when ``is_complete`` says so, by default when it has the shape
+    of one of the lines before it (numbers aside: '1,234 cycles # 1.2 GHz') and only their words."""
+    recent = text[max(0, len(text) - 65536):].replace("\r\n", "\n").split("\n")[-201:-1]
+    return drop_cut_line(text, is_complete or shaped_like(recent, known_words=True), cut)
 
 
 def split_lines(text: str) -> tuple[pd.Series, pd.Series, pd.Series]:

@@ -104,7 +104,7 @@ def build(ctx: IngestContext, name: str, table: str, starts: list[tuple[int, dat
     finally:
         con.unregister("_perf_iv_arrays")
     con.execute(f"CREATE OR REPLACE TEMP TABLE {events} (event VARCHAR, pmu VARCHAR, dom VARCHAR)")
-    con.executemany(f"INSERT INTO {events} VALUES (?, ?, ?)", _event_rows(event_names))
+    con.executemany(f"INSERT INTO {events} (event, pmu, dom) VALUES (?, ?, ?)", _event_rows(event_names))
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW {counters} AS
         SELECT i.perf_run, i.ts, i.interval_s, nullif(r.cpu, '') AS cpu, e.pmu, r.event,

@@ -59,7 +59,8 @@ def sniff(head: str, path: Path) -> bool:
 
 def parse(ctx: IngestContext) -> Trace:
     """Read the JSON lines in one go; event objects become rows for _perf_common."""
-    text = ctx.read_text()
+    cut: list[str] = []
+    text = common.complete_text(ctx.read_text(), cut, _json_object)
     lines, stripped, comment = common.split_lines(text)
     data = ~comment & stripped.ne("")
     if not data.any():
@@ -95,7 +96,6 @@ def parse(ctx: IngestContext) -> Trace:
         at = bad.idxmax()
         raise ParseError(f'"counter-value" {raw_value[at]!r} is not a number', line=int(at) + 1)
     line_no = (frame.index + 1).to_numpy()
-    common.check_line_end(text, int(line_no[-1]), len(lines))
 
     def column(key: str) -> pd.Series:
         return frame[key] if key in frame.columns else pd.Series(np.nan, index=frame.index, dtype=object)
@@ -129,7 +129,17 @@ def parse(ctx: IngestContext) -> Trace:
         "metric_value": number("metric-value"),
         "metric_unit": text_col("metric-unit"),
     })
-    return common.build_trace(ctx, NAME, rows, starts=starts, split_repeats=True)
+    return common.build_trace(ctx, NAME, rows, starts=starts, split_repeats=True, warnings=cut)
+
+
+def _json_object(line: str) -> bool:
+    """A last line without its newline is complete when it is a whole JSON object (or a comment)."""
+    if line.lstrip().startswith("#"):
+        return True
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
 
 
 def _first_bad_line(lines: pd.Series) -> int | None:

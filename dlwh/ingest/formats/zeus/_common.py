@@ -14,6 +14,7 @@ import duckdb
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+from dlwh.ingest.lines import drop_cut_line, shaped_like
 
 
 def header_columns(head: str) -> list[str]:
@@ -22,14 +23,16 @@ def header_columns(head: str) -> list[str]:
     return [c.strip() for c in first.split(",")]
 
 
-def read_table(text: str, what: str) -> pd.DataFrame:
+def read_table(text: str, what: str, warnings: list[str]) -> pd.DataFrame:
     """The CSV ``text`` as strings, one column per header field; ParseError on a malformed line.
 
     Every data line must have as many fields as the header; blank lines are ignored. ``what`` names
     the file kind in messages. Columns keep their header names; the frame's index is the 1-based
-    line number in the file.
+    line number in the file. A last line cut mid-write (not shaped like the rows above it) is left
+    out, and ``warnings`` says so.
     """
     text = text.lstrip("\ufeff")
+    text = drop_cut_line(text, shaped_like(text[max(0, len(text) - 65536):].split("\n")[-201:-1], ","), warnings)
     lines = pd.Series(text.split("\n"))
     if len(lines) and lines.iloc[-1] == "":
         lines = lines.iloc[:-1]
@@ -49,9 +52,7 @@ def read_table(text: str, what: str) -> pd.DataFrame:
     if wrong.any():
         number = int(body.index[wrong.to_numpy()][0]) + 1
         got = int(fields[wrong].iloc[0])
-        last = number == len(lines) and not text.endswith("\n")
-        hint = " (the file ends mid-line: truncated?)" if last else ""
-        raise ParseError(f"{what}: expected {len(columns)} fields, found {got}{hint}", line=number)
+        raise ParseError(f"{what}: expected {len(columns)} fields, found {got}", line=number)
     frame = pd.read_csv(io.StringIO("\n".join(body)), header=None, names=columns, dtype=str,
                         keep_default_na=False, skipinitialspace=True)
     frame.index = body.index + 1

@@ -29,7 +29,8 @@ def sniff(head: str, path: Path) -> bool:
 
 def parse(ctx: IngestContext) -> Trace:
     """Validate every row and return them as zeus_power_summary rows."""
-    raw = _zeus.read_table(ctx.read_text(), WHAT)
+    cut: list[str] = []
+    raw = _zeus.read_table(ctx.read_text(), WHAT, cut)
     gpu, gpu_source = _zeus.gpu_name(ctx.options.get("gpu"), ctx.path, r"summary_power_([A-Za-z0-9]+)", WHAT)
     batch = _zeus.numbers(raw, "batch_size", WHAT, positive=True)
     fractional = batch != batch.round()
@@ -57,4 +58,4 @@ def parse(ctx: IngestContext) -> Trace:
     notes = [f"GPU {gpu} from {gpu_source}",
              f"{out[['dataset', 'network']].drop_duplicates().shape[0]} workloads, "
              f"{out[['dataset', 'network', 'batch_size', 'optimizer']].drop_duplicates().shape[0]} configurations"]
-    return Trace(format=NAME, tables={"zeus_power_summary": out.reset_index(drop=True)}, notes=notes)
+    return Trace(format=NAME, tables={"zeus_power_summary": out.reset_index(drop=True)}, notes=notes, warnings=cut)

@@ -29,7 +29,8 @@ def sniff(head: str, path: Path) -> bool:
 
 def parse(ctx: IngestContext) -> Trace:
     """Validate every row and return them as zeus_train_summary rows (target_epoch NULL = not reached)."""
-    raw = _zeus.read_table(ctx.read_text(), WHAT)
+    cut: list[str] = []
+    raw = _zeus.read_table(ctx.read_text(), WHAT, cut)
     batch = _zeus.numbers(raw, "batch_size", WHAT, positive=True)
     run = _zeus.numbers(raw, "run", WHAT)
     epoch = _zeus.numbers(raw, "target_epoch", WHAT, required=False, positive=True)
@@ -52,4 +53,4 @@ def parse(ctx: IngestContext) -> Trace:
     out["model"] = _zeus.canonical_model(ctx.con, out["network"])
     reached = int(out["target_epoch"].notna().sum())
     notes = [f"{len(out)} rows, {reached} with the target reached"]
-    return Trace(format=NAME, tables={"zeus_train_summary": out.reset_index(drop=True)}, notes=notes)
+    return Trace(format=NAME, tables={"zeus_train_summary": out.reset_index(drop=True)}, notes=notes, warnings=cut)
