@@ -81,6 +81,11 @@ ONE_ROW_PER: dict[str, str] = {
     "kernel_energy": "run, kernel and device: calls, time, GPU energy during the calls, FLOP/J",
     # 0006 bench
     "bench_results": "ingested dlwh bench run with at least one steady epoch",
+    # 0010 span energy (docs/spans.md)
+    "span_energy_estimates": "span, power series and method (trapezoid, counter, counter_anchored): energy, error bound, resolution, note",
+    "span_energy_best": "span and physical device: the best estimate (never two tools of one GPU added)",
+    "span_stats": "run, kind, name and device of repeated spans: mean energy and power per repetition with 95 % intervals",
+    "span_phase_sums": "run, kind, name and device of parent spans: mean energy against the mean sum of its children",
 }
 
 _CREATE = re.compile(

@@ -1,4 +1,4 @@
--- dlwh warehouse, schema version 10: Perseus SOSP'24 power-limit sweeps (<GPU>__zeus_global.csv).
+-- dlwh warehouse, schema version 11: Perseus SOSP'24 power-limit sweeps (<GPU>__zeus_global.csv).
 -- One row per (model, power limit) of pipeline-parallel training; energy per iteration is SUMMED over
 -- the dp x tp x pp GPUs, avg_power_w is per GPU. training_data gains them as work unit 'iteration'
 -- (time and energy per iteration in the *_per_epoch_* columns, energy over all n_gpus GPUs).
