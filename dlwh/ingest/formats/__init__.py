@@ -31,6 +31,7 @@ FORMAT_MODULES: tuple[str, ...] = (
     "dlwh.ingest.formats.zeus.summary_power",
     "dlwh.ingest.formats.zeus.summary_train",
     "dlwh.ingest.formats.zeus.profile",
+    "dlwh.ingest.formats.zeus.perseus_global",
     "dlwh.ingest.formats.codecarbon.emissions_csv",
     "dlwh.ingest.formats.carbontracker.log",
     "dlwh.ingest.formats.nvprof.trace",
