@@ -67,7 +67,7 @@ def find_seeds() -> list[Seed]:
     """Every trace file we have, in a fixed order (absent folders are skipped)."""
     candidates: list[Path] = []
     for base in (SHARED / "fixtures", SHARED / "datasets" / "zeus_nsdi23", SHARED / "datasets" / "zeus_profile",
-                 ROOT / "tests" / "data"):
+                 SHARED / "datasets" / "perseus_sosp24", ROOT / "tests" / "data"):
         if base.is_dir():
             candidates += sorted(p for p in base.rglob("*") if p.is_file())
     example = ROOT / "examples" / "h200-train"
@@ -366,12 +366,14 @@ def write_cases(seeds: list[Seed], start: int, count: int, folder: Path, seed: i
     return written
 
 
-def run(start: int = 0, count: int = 500, seed: int = SEED, verbose: bool = False) -> Report:
-    """Fuzz cases start..start+count-1 in one folder ingest; the Report of what went wrong."""
+def run(start: int = 0, count: int = 500, seed: int = SEED, verbose: bool = False, only: str = "") -> Report:
+    """Fuzz cases start..start+count-1 in one folder ingest; the Report of what went wrong.
+
+    ``only``: use just the seed files whose path contains this text (for working on one format)."""
     from dlwh.ingest.loader import IngestOptions, format_summary, ingest_paths
     from dlwh.warehouse import open_warehouse
 
-    seeds = find_seeds()
+    seeds = [s for s in find_seeds() if only in str(s.path)]
     report = Report(cases=count, seeds=len(seeds))
     tmp = Path(tempfile.mkdtemp(prefix="dlwh-fuzz-"))
     old_tz = os.environ.get("TZ")
@@ -455,7 +457,7 @@ def markdown(report: Report, seed: int, command: str) -> str:
     lines = [
         "# Reliability: what damaged input does to an ingest",
         "",
-        "Every trace we have (the shared fixtures, the Zeus datasets, tests/data and the example run's",
+        "Every trace we have (the shared fixtures, the Zeus and Perseus datasets, tests/data and the example run's",
         "files, big ones cut to their first 300 lines) is mutated with a fixed seed: truncations, dropped,",
         "swapped and duplicated lines, flipped bytes, NULs, huge numbers (1e309, 5,000 digits, 2^64), NaN and",
         "inf, negative numbers, far-off years (0001, 1677, 1900, 1970, 2262, 2999, 9999), odd units (kW, GHz,",
@@ -539,13 +541,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merge", nargs="+", help="merge chunk JSON reports and write docs/reliability.md")
     parser.add_argument("--no-write", action="store_true", help="do not write docs/reliability.md")
     parser.add_argument("--verbose", "-v", action="store_true")
+    parser.add_argument("--only", default="", help="only seed files whose path contains this text")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     if args.merge:
         report = Report.merge([json.loads(Path(p).read_text()) for p in args.merge])
         command = f"python benchmarks/fuzz_ingest.py --count {report.cases}"
     else:
-        report = run(args.start, args.count, args.seed, args.verbose)
+        report = run(args.start, args.count, args.seed, args.verbose, args.only)
         command = f"python benchmarks/fuzz_ingest.py --count {args.count}" + (f" --start {args.start}" if args.start else "")
         if args.json:
             Path(args.json).write_text(json.dumps(report.to_json(), indent=1))
