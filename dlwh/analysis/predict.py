@@ -257,7 +257,8 @@ def _pick_auto(con, gpu: str, config: str, can_anchor: bool) -> tuple[str, str]:
     if usable:
         return usable[0][1], "the learner with the lowest leave-one-model-out error that beats 'nothing changes'"
     raise DlwhError(f"{config} has no measured run on {gpu}, and no fitted model predicts a new model better than "
-                    "'nothing changes'; measure one run of it (dlwh bench or dlwh collect), or run "
+                    "'nothing changes'; pass --samples-per-epoch N (the response then starts from an estimate of its "
+                    "unconstrained throughput), measure one run of it (dlwh bench or dlwh collect), or run "
                     "dlwh fit --cv group-model and pass --algo gbr to accept its error")
 
 
