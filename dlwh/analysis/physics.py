@@ -81,10 +81,9 @@ def response(limit_w, p_u, t_u, phi, lam, shared: Shared, allow=None):
     y = (cap - shared.p_static) / np.maximum(p_hi - shared.p_static, 1e-6)
     r = np.where(capped, shared.clock(y), 1.0)
     compute_w = np.where(capped, cap, p_hi)
-    other_w = np.minimum(p_lo, compute_w)
     stretch = (1 - phi) + phi / r
     time_s = t_u * stretch
-    power_w = ((1 - phi) * other_w + (phi / r) * compute_w) / stretch
+    power_w = ((1 - phi) * p_lo + (phi / r) * compute_w) / stretch
     if allow is not None:
         power_w = np.minimum(power_w, np.asarray(allow, dtype=float) * limit_w)
     return time_s, power_w
