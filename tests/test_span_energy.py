@@ -322,3 +322,32 @@ def test_energy_counters_follow_cuda_visible_devices(monkeypatch, fake_nvml):
         assert len(c.read_mj()) == 2
     finally:
         c.close()
+
+
+# -- a recorded run (examples/h200-train, NVIDIA H200) -------------------------------------------
+@pytest.mark.slow
+def test_recorded_h200_run_held_out_counter_readings(con):
+    from benchmarks.bench_spans import HELD_SPANS, SCORE_ALL, _rows
+
+    run = Path(__file__).resolve().parents[1] / "examples" / "h200-train"
+    load(con, run)
+    n_spans = con.execute("SELECT count(*) FROM spans").fetchone()[0]
+    # one estimate per span and GPU, although NVML and nvidia-smi both watched GPU 0
+    assert con.execute("SELECT count(*), count(DISTINCT span_id), min(device), max(device) "
+                       "FROM span_energy_best").fetchone() == (n_spans, n_spans, "gpu:0", "gpu:0")
+    epochs = con.execute("SELECT sum(energy_j) FROM span_energy_best WHERE kind = 'epoch'").fetchone()[0]
+    assert epochs == pytest.approx(44316, abs=1)  # each tool alone; the old README query added them up
+    # every other counter reading held out; spans between held-out readings scored against them
+    con.execute("DELETE FROM spans")
+    con.execute("""CREATE TEMP TABLE held AS SELECT sensor_id, ts, value, row_number() OVER (PARTITION BY sensor_id ORDER BY ts) AS k
+        FROM (SELECT sensor_id, ts, value, row_number() OVER (PARTITION BY sensor_id ORDER BY ts) AS r
+              FROM samples WHERE metric = 'energy_total') WHERE r % 2 = 0""")
+    con.execute("DELETE FROM samples WHERE metric = 'energy_total' AND (sensor_id, ts) IN (SELECT sensor_id, ts FROM held)")
+    for n in (1, 5):
+        con.execute(HELD_SPANS, [n, f"{n}", round(n * 0.2, 1), n, n])
+    got = {(r["length_s"], r["method"], r["tool"], r["metric"]): r["mape_pct"]
+           for r in _rows(con, SCORE_ALL.replace("AND kind = 'phase'", "AND kind = 'held'").format(view="span_energy_estimates"))}
+    assert got[(1.0, "counter", "nvml", "power_instant")] < 1.0          # measured 0.31 %
+    assert got[(0.2, "counter", "nvml", "power_instant")] < 2.0          # 0.95 %
+    assert got[(0.2, "counter_anchored", "nvml", "power_instant")] < got[(0.2, "trapezoid", "nvml", "power_instant")]
+    assert got[(1.0, "trapezoid", "nvml", "power")] > got[(1.0, "counter", "nvml", "power_instant")]
