@@ -40,7 +40,7 @@ def write_run(folder: Path, rows: list[tuple[float, float | None, float | None]]
                 "name": sp.get("name", sp["id"]),
                 "start_utc": iso(T0 + timedelta(seconds=sp["start_s"])), "end_utc": iso(T0 + timedelta(seconds=sp["end_s"])),
                 "start_mono_ns": MONO0 + round(sp["start_s"] * 1e9), "end_mono_ns": MONO0 + round(sp["end_s"] * 1e9),
-                "attrs": {}}) + "\n")
+                "attrs": sp.get("attrs", {})}) + "\n")
     return folder
 
 
@@ -125,6 +125,21 @@ def test_a_gap_in_the_samples(tmp_path, con):
     note = con.execute("SELECT note FROM span_energy_estimates WHERE span_id = 'g' AND method = 'trapezoid' "
                        "AND metric = 'power_instant'").fetchone()[0]
     assert "1.5 s of sample gaps inside" in note
+
+
+def test_in_process_counter_of_a_span_is_its_best_estimate(tmp_path, con):
+    folder = shape_case(tmp_path)
+    with (folder / "spans.jsonl").open("a") as f:  # a span opened with energy=True on GPU-0
+        f.write(json.dumps({"span_id": "ep", "parent_id": None, "kind": "epoch", "name": "epoch",
+                            "start_utc": iso(T0 + timedelta(seconds=0.05)), "end_utc": iso(T0 + timedelta(seconds=0.15)),
+                            "start_mono_ns": MONO0 + 50_000_000, "end_mono_ns": MONO0 + 150_000_000,
+                            "attrs": {"energy_j": 27.5, "energy_gpus": ["GPU-0"]}}) + "\n")
+    load(con, folder)
+    best = con.execute("SELECT method, energy_j, error_j, device, tool FROM span_energy_best WHERE span_id = 'ep'").fetchone()
+    assert best == ("in_process_counter", 27.5, pytest.approx(0.2 * 27.5 / 0.1), "gpu:0", "span")
+    methods = {r[0] for r in con.execute("SELECT method FROM span_energy_estimates WHERE span_id = 'ep'").fetchall()}
+    assert methods == {"in_process_counter", "counter", "counter_anchored", "trapezoid"}
+    assert con.execute("SELECT count(*) FROM span_energy WHERE span_id = 'ep'").fetchone()[0] == 1
 
 
 def test_span_energy_keeps_its_columns_and_the_trapezoid(tmp_path, con):
