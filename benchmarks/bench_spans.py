@@ -7,8 +7,12 @@ by bulk INSERT; timed in a child process each: ``span_energy``, ``span_energy_es
 ``span_energy_best`` and ``span_stats`` (``SELECT count(*), sum(...)``), DuckDB limited to
 ``--threads`` threads (default 2, the project's CI machine).
 
+Held out (``--parts heldout``): every other NVML counter reading of ``examples/h200-train`` is deleted
+before the estimates are computed; spans between deleted readings are scored against them.
+
 Accuracy (``--parts accuracy``): ingests ``tests/data/spans/busy-idle`` (synchronised busy/idle spans of
-1 s, 0.2 s and 0.05 s) and the training run (``examples/h100-train``) and scores every estimate in
+1 s, 0.2 s and 0.05 s, recorded by tests/data/spans/record.py; not recorded yet: skipped while absent)
+and the training run (``--train``, default ``examples/h200-train``) and scores every estimate in
 ``span_energy_estimates`` against the truth: the GPU energy counter read in the workload's own process at
 both edges of each span (``span(..., energy=True)``: the span attribute ``energy_j``). Those reads are
 separate from the collector's counter reads (every 100 ms) that the counter methods use. Also: the
@@ -16,7 +20,7 @@ default (``span_energy_best``) per span length; phase means against the step mea
 run totals against the counter; nested spans against their parent; and the repeated 0.05 s spans'
 ``span_stats`` with every reading and with every 5th power and counter reading kept.
 
-    python benchmarks/bench_spans.py --parts speed,accuracy --markdown out.md
+    python benchmarks/bench_spans.py --parts speed,heldout,accuracy --markdown out.md
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BUSY = ROOT / "tests" / "data" / "spans" / "busy-idle"
-TRAIN = ROOT / "examples" / "h100-train"
+TRAIN = ROOT / "examples" / "h200-train"
 
 QUERIES = {
     "span_energy": "SELECT count(*), sum(energy_j) FROM span_energy",
@@ -298,7 +302,7 @@ def _table(rows: list[dict], digits: int = 2) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--parts", default="speed,accuracy")
+    p.add_argument("--parts", default="speed,heldout,accuracy")
     p.add_argument("--samples", type=int, default=10_000_000)
     p.add_argument("--spans", type=int, default=100_000)
     p.add_argument("--threads", type=int, default=2)
