@@ -265,3 +265,20 @@ def test_a_stale_record_is_adopted_and_removed(nv, tmp_path, monkeypatch):
                        f"(record {dead.paths[0]})")
     assert sets(nv)[-1] == (0, 700000) and nv._limits == {0: 700000}
     assert limitstate.pending() == []
+
+
+def test_python_m_dlwh_collect_restore_on_a_node_without_the_cli(tmp_path):
+    """`python -m dlwh.collect restore` (GPU nodes without typer) puts a recorded limit back."""
+    from dlwh.collect import limitstate
+
+    state = tmp_path / "nvml.json"
+    state.write_text(json.dumps({"limits_mw": {"0": 300000}}))
+    rec = limitstate.Record("0badc0de", [limitstate.GpuLimit(0, UUID0, 700000)], pid=2 ** 22 + 1)
+    limitstate.save(rec)
+    env = dict(os.environ, PYTHONPATH=f"{PYLIB}{os.pathsep}{REPO}", FAKE_NVML_STATE=str(state))
+    p = subprocess.run([PY, "-m", "dlwh.collect", "restore"], env=env, capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stderr) == (0, "")
+    assert p.stdout == f"restored GPU 0 ({UUID0}): 300 W -> 700 W\n"
+    assert json.loads(state.read_text())["limits_mw"] == {"0": 700000} and limitstate.pending() == []
+    p = subprocess.run([PY, "-m", "dlwh.collect", "restore"], env=env, capture_output=True, text=True, timeout=60)
+    assert p.stdout == f"nothing to restore: no power-limit record of this host in {limitstate.state_dir()}\n"
