@@ -53,6 +53,7 @@ ONE_ROW_PER: dict[str, str] = {
     "zeus_power_summary": "Zeus NSDI'23 configuration and power limit (summary_power_<gpu>.csv)",
     "zeus_train_summary": "Zeus NSDI'23 configuration, seed and target: epochs to reach it (summary_train.csv)",
     "zeus_profile_windows": "Zeus power-limit profiling window and GPU",
+    "perseus_iterations": "Perseus sweep row: model, parallelism and power limit (energy summed over GPUs)",
     "zeus_workloads": "public workload: its zoo model, input and epoch size (editable)",
     "zeus_workload_complexity": "Zeus workload with its MAC count (scaled to its input where needed)",
     "fitted_models": "model stored by dlwh fit (GPU scope, target, algorithm)",

@@ -35,7 +35,7 @@ import duckdb
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
-from dlwh.ingest.formats.nvidia_smi._common import command_argv, option, sample_interval, source_entry
+from dlwh.ingest.formats.nvidia_smi._common import NOISE_RE, command_argv, option, sample_interval, source_entry
 from dlwh.ingest.lines import cut_warning, file_tail, noise_warning
 from dlwh.ingest.trace import IngestContext, Trace
 from dlwh.metrics import METRIC_UNITS
@@ -465,9 +465,6 @@ def _typed_reader(con: duckdb.DuckDBPyConnection, path: Path, columns: dict[str,
 
 
 _HEAD_BYTES = 64 * 1024
-# what nvidia-smi prints (to stderr, often redirected into the log) when a query fails, e.g. a GPU lost mid-run
-NOISE_RE = (r"^\s*(?:Unable to |No devices were found|NVIDIA-SMI has failed|Failed to initialize NVML|"
-            r"Driver/library version mismatch|GPU [0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f]: )")
 
 
 def _head(path: Path) -> tuple[str, bool]:
