@@ -304,3 +304,20 @@ def test_only_runs_at_the_gpus_highest_limit_are_unconstrained(tmp_path):
     con.close()
     # the 300 W run is capped, the --layers --sync run is not a throughput measurement
     assert runs[["model", "batch_size", "power_limit_w", "gpu_key"]].values.tolist() == [["resnet18", 64, 700.0, "H200"]]
+
+
+@pytest.mark.slow
+def test_predict_uses_the_estimate_for_a_model_never_measured(h200, runner):
+    from tests.conftest import invoke
+
+    db = h200.execute("SELECT file FROM pragma_database_list WHERE name = current_database()").fetchone()[0]
+    h200.execute("CHECKPOINT")
+    fit = invoke(runner, "fit", "--db", db)
+    assert fit.exit_code == 0, fit.output
+    out = invoke(runner, "predict", "--gpu", "H200", "--model", "vit_b_16", "--batch-size", "64",
+                 "--power-limit", "700", "--db", db)
+    assert out.exit_code == 0, out.output
+    est = U.estimate_unconstrained(h200, "H200", "vit_b_16", 64)
+    assert (f"note: no run of this configuration on H200: unconstrained throughput {est.throughput_sps:.4g} "
+            f"samples/s and power {est.power_w:.4g} W estimated (roofline); no --samples-per-epoch: an epoch "
+            "here is one step of 64 samples (pass --samples-per-epoch N for your dataset)") in out.output
