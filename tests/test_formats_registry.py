@@ -105,7 +105,8 @@ def test_parsers_borrow_only_from_their_own_tool_and_shared_ingest_code():
     import ast
 
     allowed = ("dlwh.errors", "dlwh._lazy", "dlwh.metrics", "dlwh.ingest.trace", "dlwh.ingest.lines",
-               "dlwh.ingest.timeutil", "dlwh.ingest.intervals", "dlwh.ingest.csvread", "dlwh.timeparse")
+               "dlwh.ingest.timeutil", "dlwh.ingest.intervals", "dlwh.ingest.csvread", "dlwh.timeparse",
+               "dlwh.ingest.validate")
     folder = ROOT / "dlwh" / "ingest" / "formats"
     for path in sorted(folder.rglob("*.py")):
         if path.parent == folder:
