@@ -289,3 +289,35 @@ def test_gpu_with_two_models_borrows_the_shipped_fit(tmp_path):
                                  "on H200 (33 runs of 11 networks in examples/h200-bench;")
     truth = 3072.4  # examples/h200-bench/runs/resnet34-bs64 (in the shipped fit: this checks the mechanics)
     assert r.throughput_sps_lo < truth < r.throughput_sps_hi
+
+
+@pytest.mark.slow
+def test_only_runs_at_the_gpus_highest_limit_are_unconstrained(tmp_path):
+    from dlwh.ingest.loader import ingest_paths
+    from dlwh.warehouse import open_warehouse
+
+    con = open_warehouse(tmp_path / "limits.duckdb")
+    ingest_paths(con, [RUNS / "resnet18-bs64", RUNS / "resnet18-bs128", RUNS / "resnet18-bs32-layers"])
+    capped = con.execute("SELECT run_id FROM bench_results WHERE batch_size = 128").fetchone()[0]
+    con.execute("INSERT INTO run_tags (run_id, key, value) VALUES (?, 'power_limit_w', '300')", [capped])
+    runs = U.bench_runs(con)
+    con.close()
+    # the 300 W run is capped, the --layers --sync run is not a throughput measurement
+    assert runs[["model", "batch_size", "power_limit_w", "gpu_key"]].values.tolist() == [["resnet18", 64, 700.0, "H200"]]
+
+
+@pytest.mark.slow
+def test_predict_uses_the_estimate_for_a_model_never_measured(h200, runner):
+    from tests.conftest import invoke
+
+    db = h200.execute("SELECT file FROM pragma_database_list WHERE name = current_database()").fetchone()[0]
+    h200.execute("CHECKPOINT")
+    fit = invoke(runner, "fit", "--db", db)
+    assert fit.exit_code == 0, fit.output
+    out = invoke(runner, "predict", "--gpu", "H200", "--model", "vit_b_16", "--batch-size", "64",
+                 "--power-limit", "700", "--db", db)
+    assert out.exit_code == 0, out.output
+    est = U.estimate_unconstrained(h200, "H200", "vit_b_16", 64)
+    assert (f"note: no run of this configuration on H200: unconstrained throughput {est.throughput_sps:.4g} "
+            f"samples/s and power {est.power_w:.4g} W estimated (roofline); no --samples-per-epoch: an epoch "
+            "here is one step of 64 samples (pass --samples-per-epoch N for your dataset)") in out.output
