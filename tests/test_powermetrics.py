@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import plistlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -68,8 +68,14 @@ def test_fixture_macos12_layout(con, fixtures_dir):
 def test_fixture_energy_is_integrated(con, fixtures_dir):
     ingest_one(con, fixtures_dir / "powermetrics" / FIXTURE)
     row = con.execute("SELECT n_samples, energy_j, first_ts FROM run_energy WHERE sensor_name = 'Package'").fetchone()
-    assert row[0] == 10 and row[2] == at(11, 37, 8, 249355)
-    assert 0.0 < row[1] < 1.5   # < 1 s of at most 1.473 W
+    # readings cover their window (0010): the run starts where the first window starts
+    # (its midpoint 11:37:08.249355 minus half of its elapsed time) and each reading adds P x window
+    first_mid, first_window, pw_sum = con.execute(
+        "SELECT arg_min(ts, ts), arg_min(duration_s, ts), sum(value * duration_s) FROM samples "
+        "JOIN sensors USING (sensor_id) WHERE name = 'Package' AND metric = 'power'").fetchone()
+    assert first_mid == at(11, 37, 8, 249355)
+    assert row[0] == 10 and abs((row[2] - (first_mid - timedelta(seconds=first_window / 2))).total_seconds()) <= 1e-6
+    assert row[1] == pytest.approx(pw_sum)   # < 1 s of at most 1.473 W
 
 
 @pytest.mark.parametrize("keep_lines, chop", [

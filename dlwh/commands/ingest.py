@@ -71,7 +71,11 @@ def register(app: typer.Typer) -> None:
         verb = "would load into" if dry_run else "warehouse:"
         typer.echo(f"{verb} {where}")
         if failed:
-            fail(f"{len(failed)} file(s) failed (listed above); the rest loaded and the failed ones changed nothing", 1)
+            internal = sum(1 for r in failed if r.internal)
+            bug = (f", {internal} of them on an internal error (a bug in dlwh: rerun with DLWH_DEBUG=1 and report it)"
+                   if internal else "")
+            fail(f"{len(failed)} file(s) failed (listed above){bug}; the rest loaded and the failed ones changed "
+                 "nothing", 1)
 
 
 class _progress:
