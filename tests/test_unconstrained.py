@@ -321,3 +321,17 @@ def test_predict_uses_the_estimate_for_a_model_never_measured(h200, runner):
     assert (f"note: no run of this configuration on H200: unconstrained throughput {est.throughput_sps:.4g} "
             f"samples/s and power {est.power_w:.4g} W estimated (roofline); no --samples-per-epoch: an epoch "
             "here is one step of 64 samples (pass --samples-per-epoch N for your dataset)") in out.output
+
+
+def test_store_structure_writes_one_model_and_replaces_it(con):
+    from dlwh.models.structure import CategoryCount, ModelStructure, store_structure
+
+    s = ModelStructure("mynet", "3x64x64", {
+        "conv": CategoryCount("conv", 3e9, 0, 2e6, 1e6, 40, 1_000_000),
+        "linear": CategoryCount("linear", 1e6, 0, 1e3, 2e6, 6, 500_000)})
+    assert store_structure(con, s) == 2
+    assert store_structure(con, s) == 2  # a re-run replaces, never duplicates
+    rows = con.execute("SELECT category, macs_per_sample, elems_fixed, kernels, params, torch_version IS NOT NULL "
+                       "FROM model_structure ORDER BY category").fetchall()
+    assert rows == [("conv", 3_000_000_000, 1_000_000, 40, 1_000_000, True), ("linear", 1_000_000, 2_000_000, 6, 500_000, True)]
+    assert "mynet" in set(U.structure_table(con)["model"])
