@@ -335,3 +335,9 @@ def test_store_structure_writes_one_model_and_replaces_it(con):
                        "FROM model_structure ORDER BY category").fetchall()
     assert rows == [("conv", 3_000_000_000, 1_000_000, 40, 1_000_000, True), ("linear", 1_000_000, 2_000_000, 6, 500_000, True)]
     assert "mynet" in set(U.structure_table(con)["model"])
+
+
+def test_conformal_quantiles_take_the_finite_sample_order_statistics():
+    e = np.arange(1, 40, dtype=float)  # 39 errors: ceil(0.95 * 40) = 38th smallest, floor(0.05 * 40) = 2nd
+    assert U.conformal_quantiles(e[::-1]).tolist() == [2.0, 38.0]
+    assert U.conformal_quantiles(np.array([0.3, -0.1, 0.2])).tolist() == [-0.1, 0.3]  # few errors: the extremes
