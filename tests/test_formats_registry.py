@@ -105,7 +105,8 @@ def test_parsers_borrow_only_from_their_own_tool_and_shared_ingest_code():
     import ast
 
     allowed = ("dlwh.errors", "dlwh._lazy", "dlwh.metrics", "dlwh.ingest.trace", "dlwh.ingest.lines",
-               "dlwh.ingest.timeutil", "dlwh.ingest.intervals", "dlwh.ingest.csvread", "dlwh.timeparse")
+               "dlwh.ingest.timeutil", "dlwh.ingest.intervals", "dlwh.ingest.csvread", "dlwh.timeparse",
+               "dlwh.ingest.validate")
     folder = ROOT / "dlwh" / "ingest" / "formats"
     for path in sorted(folder.rglob("*.py")):
         if path.parent == folder:
@@ -120,3 +121,18 @@ def test_parsers_borrow_only_from_their_own_tool_and_shared_ingest_code():
                     continue
                 ok = name.startswith(f"dlwh.ingest.formats.{tool}") or name in allowed
                 assert ok, f"{path.relative_to(ROOT)} imports {name}"
+
+
+def test_a_raising_sniffer_is_stepped_over_in_use_and_raises_under_dlwh_debug(monkeypatch):
+    from dlwh.ingest.formats.perf import stat_json
+
+    def broken(head, path):
+        raise ValueError("sniffer bug")
+
+    monkeypatch.setattr(stat_json, "sniff", broken)
+    head = "timestamp, power.draw [W]\n2024/10/30 18:42:33.189, 22.89 W\n"
+    monkeypatch.delenv("DLWH_DEBUG", raising=False)
+    assert formats.detect(head, Path("x.csv")).NAME == "nvidia-smi-query"
+    monkeypatch.setenv("DLWH_DEBUG", "1")
+    with pytest.raises(ValueError, match="sniffer bug"):
+        formats.detect(head, Path("x.csv"))

@@ -528,6 +528,16 @@ def test_dmon_cut_last_line_loads_the_rest_and_warns(con, tmp_path, tail, cut):
         assert power == [(datetime(2024, 1, 15, 10, 0), 100.0), (datetime(2024, 1, 15, 10, 0, 1), 101.0)]
 
 
+def test_dmon_error_lines_between_rows_are_skipped_with_one_warning(con, tmp_path):
+    head = "# gpu   pwr gtemp\n# Idx     W     C\n"
+    lost = "Unable to determine the device handle for GPU 0000:3B:00.0: GPU is lost.  Reboot the system to recover this GPU"
+    result = ingest_one(con, write(tmp_path, "noisy.txt", head + "    0   100    50\n" + lost + "\n    0   101    51\n"),
+                        start=START)
+    assert result.outcome == "loaded-with-warnings", result.describe()
+    assert result.message.endswith("1 nvidia-smi error lines skipped (first at line 4)")
+    assert series(con, "power") == [(datetime(2024, 1, 15, 10, 0), 100.0), (datetime(2024, 1, 15, 10, 0, 1), 101.0)]
+
+
 def test_dmon_bad_input(con, tmp_path):
     head = "# gpu   pwr gtemp\n# Idx     W     C\n"
     result = ingest_one(con, write(tmp_path, "a.txt", head + "    0   100    50\n    0   101\n"), start=START)

@@ -304,9 +304,9 @@ def test_start_wins_over_started_on_which_wins_over_run_json(con, tmp_path):
     assert "'# started on' read as local time in Europe/Berlin (run.json)" in result.message
     assert one(con, "SELECT min(ts) FROM counters") == (datetime(2024, 10, 30, 17, 42, 34),)
     loose = write(tmp_path, "loose.csv", text + "\n")
-    loaded(con, loose, "perf-stat-csv", start="2030-01-01T00:00:00Z", tz="UTC")
+    loaded(con, loose, "perf-stat-csv", start="2025-01-01T00:00:00Z", tz="UTC")
     assert one(con, "SELECT min(ts) FROM counters c JOIN files f ON f.sha256 = c.file_sha256 AND f.path = ?",
-               [str(loose.resolve())]) == (datetime(2030, 1, 1, 0, 0, 1),)
+               [str(loose.resolve())]) == (datetime(2025, 1, 1, 0, 0, 1),)
 
 
 # -- CSV layouts ----------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from dlwh._lazy import pandas as pd
 from dlwh.ingest.csvread import read_csv_strict
 from dlwh.ingest.intervals import step_samples
 from dlwh.errors import ParseError
+import dlwh.ingest.validate as validate
 from dlwh.ingest.timeutil import local_to_utc
 from dlwh.ingest.trace import IngestContext, Trace
 
@@ -48,6 +49,9 @@ COLUMNS: dict[str, tuple[str, bool]] = {
 COMPONENTS = (("cpu", "cpu_energy_kwh", "cpu", "cpu_model"), ("gpu", "gpu_energy_kwh", "gpu", "gpu_model"),
               ("ram", "ram_energy_kwh", "dram", None))
 _SAME_START_S = 2.5  # rows without run_id whose start times differ by less than this are one tracker run
+
+
+MAX_DURATION_S = 10 * 365 * 86400.0  # a tracker running longer than ten years is a damaged row
 
 
 def sniff(head: str, path: Path) -> bool:
@@ -92,9 +96,11 @@ def parse(ctx: IngestContext) -> Trace:
         ts = local_to_utc(parsed, ctx.tz)
         notes.append(f"local times read in zone {ctx.tz_name} ({ctx.tz_source})")
     out["ts"] = ts.astype("datetime64[us]").to_numpy()
+    validate.check_times(out["ts"], lines, validate.limits_of(ctx), "timestamp")
     if out["duration_s"].isna().any():
         i = int(out["duration_s"].isna().to_numpy().argmax())
         raise ParseError("row without a duration", line=int(lines[i]))
+    validate.check_numbers(out["duration_s"], lines, "duration", 0.0, MAX_DURATION_S)
     out["intensity_g_per_kwh"] = (out["emissions_kg"] * 1000 / out["energy_consumed_kwh"].where(out["energy_consumed_kwh"] > 0))
     start = out["ts"] - pd.to_timedelta(out["duration_s"], unit="s")
     out["tracker_run"] = _tracker_runs(out, start)

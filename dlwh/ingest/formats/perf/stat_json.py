@@ -22,6 +22,7 @@ import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+import dlwh.ingest.validate as validate
 from dlwh.ingest.formats.perf import _common as common
 from dlwh.ingest.trace import IngestContext, Trace
 
@@ -110,7 +111,7 @@ def parse(ctx: IngestContext) -> Trace:
 
     cpu = column("cpu")  # perf prints "cpu" : "3"; a number is accepted too
     cpu_no = pd.to_numeric(cpu, errors="coerce")
-    cpu_text = cpu_no.astype("Int64").astype(str).where(cpu_no.notna(), cpu.astype(str).str.strip())
+    cpu_text = validate.whole(cpu_no).astype(str).where(cpu_no.notna(), cpu.astype(str).str.strip())
     label = ("CPU" + cpu_text).where(cpu.notna(), None)
     for key in _LABEL_KEYS:
         col = column(key)

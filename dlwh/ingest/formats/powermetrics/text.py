@@ -51,14 +51,16 @@ _HEADER_RE = (r"^\*\*\* Sampled system activity(?: \((?P<date>(?![^()]*elapsed)[
               r"(?: \((?P<elapsed>\d+(?:\.\d+)?)\s*ms elapsed\))? \*\*\*\s*$")
 # One pass over the whole file (bytes, multi-line mode) finds the sample headers and every
 # "label: number unit" line, in file order; the labels are classified afterwards.
+# Linear time on any line (no two quantifiers may take the same characters): the label is everything
+# before the first ':' (its spaces are stripped when classified); a line of 10,000 spaces costs 10,000 steps.
 _SCAN = re.compile(rb"^(?:(\*\*\* Sampled system activity[^\n]*)"
-                   rb"|[ \t]*([^:\n]+?)[ \t]*:[ \t]*(-?\d+(?:\.\d+)?)[ \t]*(mW|W|MHz|%))", re.M)
+                   rb"|([^:\n]+):[ \t]*(-?\d+(?:\.\d+)?)[ \t]*(mW|W|MHz|%))", re.M)
 _HEADER_LINES = re.compile(rb"^\*\*\* Sampled system activity", re.M)
 # label pattern per (unit, metric); the group 'sensor' names the sensor where it is not the whole label
 _CLASSES = (
     ("power", ("mW", "W"), r"(?i)^(?P<sensor>.*power.*)$"),
-    ("frequency", ("MHz",), r"^(?P<sensor>.+?)\s+(?:HW\s+)?(?:active\s+)?frequency$"),
-    ("residency", ("%",), r"^(?P<sensor>.+?)\s+(?:HW\s+)?active\s+residency$"),
+    ("frequency", ("MHz",), r"^(?P<sensor>.*?\S)\s+(?:HW\s+)?(?:active\s+)?frequency$"),
+    ("residency", ("%",), r"^(?P<sensor>.*?\S)\s+(?:HW\s+)?active\s+residency$"),
 )
 
 def sniff(head: str, path: Path) -> bool:
@@ -163,7 +165,7 @@ def _classify(found: pd.DataFrame) -> pd.DataFrame:
 def sensor_keys(labels: pd.Series) -> pd.Series:
     """'CPU Power' → 'cpu', 'Combined Power (CPU + GPU + ANE)' → 'combined', 'CPU 0' → 'cpu0',
     'E-Cluster HW' → 'e-cluster', Intel's '... package power (CPUs+GT+SA)' → 'package'."""
-    base = labels.str.replace(r"\s*\(.*\)\s*$", "", regex=True).str.replace(r"(?i)\s*power$", "", regex=True)
+    base = labels.str.replace(r"(?<!\s)\s*\(.*\)\s*$", "", regex=True).str.replace(r"(?i)(?<!\s)\s*power$", "", regex=True)
     base = base.mask(labels.str.contains(r"(?i)package power", regex=True), "package")
     return base.str.lower().str.replace(r"\s+", "", regex=True)
 

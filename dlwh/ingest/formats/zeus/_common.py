@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import duckdb
+import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
@@ -75,6 +76,10 @@ def numbers(frame: pd.DataFrame, column: str, what: str, *, required: bool = Tru
         raise ParseError(f"{what}: {column} {raw[line]!r} is not a number", line=line)
     if required and empty.any():
         raise ParseError(f"{what}: {column} is empty", line=int(empty.idxmax()))
+    infinite = values.notna() & ~np.isfinite(values.astype(float))  # 'inf', '1e999'
+    if infinite.any():
+        line = int(infinite.idxmax())
+        raise ParseError(f"{what}: {column} {raw[line][:40]!r} is not a finite number", line=line)
     if positive:
         nonpositive = values.notna() & (values <= 0)
         if nonpositive.any():
