@@ -40,7 +40,7 @@ def write_run(folder: Path, rows: list[tuple[float, float | None, float | None]]
                 "name": sp.get("name", sp["id"]),
                 "start_utc": iso(T0 + timedelta(seconds=sp["start_s"])), "end_utc": iso(T0 + timedelta(seconds=sp["end_s"])),
                 "start_mono_ns": MONO0 + round(sp["start_s"] * 1e9), "end_mono_ns": MONO0 + round(sp["end_s"] * 1e9),
-                "attrs": {}}) + "\n")
+                "attrs": sp.get("attrs", {})}) + "\n")
     return folder
 
 
@@ -125,6 +125,21 @@ def test_a_gap_in_the_samples(tmp_path, con):
     note = con.execute("SELECT note FROM span_energy_estimates WHERE span_id = 'g' AND method = 'trapezoid' "
                        "AND metric = 'power_instant'").fetchone()[0]
     assert "1.5 s of sample gaps inside" in note
+
+
+def test_in_process_counter_of_a_span_is_its_best_estimate(tmp_path, con):
+    folder = shape_case(tmp_path)
+    with (folder / "spans.jsonl").open("a") as f:  # a span opened with energy=True on GPU-0
+        f.write(json.dumps({"span_id": "ep", "parent_id": None, "kind": "epoch", "name": "epoch",
+                            "start_utc": iso(T0 + timedelta(seconds=0.05)), "end_utc": iso(T0 + timedelta(seconds=0.15)),
+                            "start_mono_ns": MONO0 + 50_000_000, "end_mono_ns": MONO0 + 150_000_000,
+                            "attrs": {"energy_j": 27.5, "energy_gpus": ["GPU-0"]}}) + "\n")
+    load(con, folder)
+    best = con.execute("SELECT method, energy_j, error_j, device, tool FROM span_energy_best WHERE span_id = 'ep'").fetchone()
+    assert best == ("in_process_counter", 27.5, pytest.approx(0.2 * 27.5 / 0.1), "gpu:0", "span")
+    methods = {r[0] for r in con.execute("SELECT method FROM span_energy_estimates WHERE span_id = 'ep'").fetchall()}
+    assert methods == {"in_process_counter", "counter", "counter_anchored", "trapezoid"}
+    assert con.execute("SELECT count(*) FROM span_energy WHERE span_id = 'ep'").fetchone()[0] == 1
 
 
 def test_span_energy_keeps_its_columns_and_the_trapezoid(tmp_path, con):
@@ -322,3 +337,32 @@ def test_energy_counters_follow_cuda_visible_devices(monkeypatch, fake_nvml):
         assert len(c.read_mj()) == 2
     finally:
         c.close()
+
+
+# -- a recorded run (examples/h200-train, NVIDIA H200) -------------------------------------------
+@pytest.mark.slow
+def test_recorded_h200_run_held_out_counter_readings(con):
+    from benchmarks.bench_spans import HELD_SPANS, SCORE_ALL, _rows
+
+    run = Path(__file__).resolve().parents[1] / "examples" / "h200-train"
+    load(con, run)
+    n_spans = con.execute("SELECT count(*) FROM spans").fetchone()[0]
+    # one estimate per span and GPU, although NVML and nvidia-smi both watched GPU 0
+    assert con.execute("SELECT count(*), count(DISTINCT span_id), min(device), max(device) "
+                       "FROM span_energy_best").fetchone() == (n_spans, n_spans, "gpu:0", "gpu:0")
+    epochs = con.execute("SELECT sum(energy_j) FROM span_energy_best WHERE kind = 'epoch'").fetchone()[0]
+    assert epochs == pytest.approx(44316, abs=1)  # each tool alone; the old README query added them up
+    # every other counter reading held out; spans between held-out readings scored against them
+    con.execute("DELETE FROM spans")
+    con.execute("""CREATE TEMP TABLE held AS SELECT sensor_id, ts, value, row_number() OVER (PARTITION BY sensor_id ORDER BY ts) AS k
+        FROM (SELECT sensor_id, ts, value, row_number() OVER (PARTITION BY sensor_id ORDER BY ts) AS r
+              FROM samples WHERE metric = 'energy_total') WHERE r % 2 = 0""")
+    con.execute("DELETE FROM samples WHERE metric = 'energy_total' AND (sensor_id, ts) IN (SELECT sensor_id, ts FROM held)")
+    for n in (1, 5):
+        con.execute(HELD_SPANS, [n, f"{n}", round(n * 0.2, 1), n, n])
+    got = {(r["length_s"], r["method"], r["tool"], r["metric"]): r["mape_pct"]
+           for r in _rows(con, SCORE_ALL.replace("AND kind = 'phase'", "AND kind = 'held'").format(view="span_energy_estimates"))}
+    assert got[(1.0, "counter", "nvml", "power_instant")] < 1.0          # measured 0.31 %
+    assert got[(0.2, "counter", "nvml", "power_instant")] < 2.0          # 0.95 %
+    assert got[(0.2, "counter_anchored", "nvml", "power_instant")] < got[(0.2, "trapezoid", "nvml", "power_instant")]
+    assert got[(1.0, "trapezoid", "nvml", "power")] > got[(1.0, "counter", "nvml", "power_instant")]

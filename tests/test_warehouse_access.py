@@ -434,3 +434,13 @@ def test_csv_of_other_statements_and_of_types_pandas_lacks():
     out = io.StringIO()
     write_query(con, "SELECT true AS b, 1.5::DECIMAL(4, 2) AS d, [1, 2] AS l, NULL AS n", out, "csv")
     assert out.getvalue() == 'b,d,l,n\ntrue,1.50,"[1, 2]",\n'
+
+
+def test_ingest_dry_run_makes_no_warehouse(tmp_path, runner):
+    trace = tmp_path / "n.csv"
+    trace.write_text("timestamp, power.draw [W]\n2024/01/01 10:00:00.000, 100.0 W\n")
+    path = tmp_path / "sub" / "x.duckdb"
+    result = invoke(runner, "ingest", "--dry-run", str(trace), "--db", str(path), "--tz", "UTC")
+    assert result.exit_code == 0, result.stderr
+    assert f"would load into {path}" in result.stdout and "would-load" in result.stdout
+    assert not (tmp_path / "sub").exists()

@@ -270,3 +270,23 @@ def test_other_gpu_option_reloads_the_same_file_and_no_option_keeps_it(con, zeus
     plain = ingest_paths(con, [renamed])[0]  # a folder ingested again without options: left as it is
     assert plain.outcome == "unchanged"
     assert con.execute("SELECT DISTINCT gpu FROM zeus_power_summary").fetchall() == [("V100",)]
+
+
+@pytest.mark.parametrize("chop, cut", [(20, True), (0, False)])
+def test_perseus_file_cut_mid_line_loads_the_rest_and_warns(con, tmp_path, shared_dir, chop, cut):
+    source = shared_dir / "datasets" / "perseus_sosp24" / "A100__zeus_global.csv"
+    if not source.is_file():
+        pytest.skip(f"{source} is absent")
+    lines = source.read_text().rstrip("\n").split("\n")
+    text = "\n".join(lines)
+    path = tmp_path / "A100__zeus_global.csv"
+    path.write_text(text[:-chop] if chop else text)   # no final newline either way
+    [result] = ingest_paths(con, [path])
+    rows = one(con, "SELECT count(*) FROM perseus_iterations")[0]
+    if cut:
+        assert result.outcome == "loaded-with-warnings", result.describe()
+        assert result.message.endswith(f"line {len(lines)} is cut off (the recording stopped mid-line?): skipped")
+        assert rows == len(lines) - 2
+    else:
+        assert result.outcome == "loaded", result.describe()
+        assert rows == len(lines) - 1

@@ -179,10 +179,12 @@ def _clean(value):
 def _store_all(con, pending: list[tuple], scores: list[dict], at: datetime, own: bool = True) -> int:
     """Every model and score of this fit in ONE transaction (all or nothing): our own, unless
     ``fit(..., in_transaction=True)`` says the caller holds one (dlwh fit does)."""
+    from contextlib import nullcontext
+
+    from dlwh.warehouse.db import transaction
+
     versions = json.dumps(_versions())
-    if own:
-        con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con) if own else nullcontext():
         for item in pending:
             gpu, target, algo, blob, params, n_rows, sha, score, summary = item[:9]
             learner = item[9] if len(item) > 9 else None
@@ -203,12 +205,6 @@ def _store_all(con, pending: list[tuple], scores: list[dict], at: datetime, own:
             con.execute("INSERT INTO fit_scores (gpu_scope, target, algo, cv, n, mape_pct, r2, fitted_at) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         [s["gpu"], s["target"], s["algo"], s["cv"], s["n"], _clean(s["mape_pct"]), _clean(s["r2_log"]), at])
-        if own:
-            con.execute("COMMIT")
-    except BaseException:
-        if own:
-            con.execute("ROLLBACK")
-        raise
     return len(pending)
 
 

@@ -65,26 +65,27 @@ class Shared:
         return np.interp(np.clip(y, 0.0, 1.0), KNOTS, self.curve)
 
 
-def response(limit_w, p_u, t_u, phi, lam, shared: Shared, allow=1.0):
+def response(limit_w, p_u, t_u, phi, lam, shared: Shared, allow=None):
     """Time (s) and average power (W) at power limit ``limit_w`` (arrays broadcast together).
 
     ``allow`` is the most the GPU draws as a multiple of its limit (1: it holds the limit; > 1 only
-    where the data show a card overshooting at its floor): the cap on the compute phases is
-    ``min(c * L + d, allow * L)``, and no phase draws more than the cap, so the average power never
-    exceeds ``allow * L``. Time never falls as the limit falls (the cap and the clock ratio rise with L).
+    where the data show a card overshooting at its floor): the average power is never more than
+    ``allow * L`` (None: unclipped, as the fit sees the model). Time never falls as the limit falls
+    (the cap c * L + d and the clock ratio rise with L).
     """
     limit_w = np.asarray(limit_w, dtype=float)
     p_lo = lam * p_u
     p_hi = p_u * (1 - (1 - phi) * lam) / phi
-    cap = np.minimum(shared.c * limit_w + shared.d, np.asarray(allow, dtype=float) * limit_w)
+    cap = shared.c * limit_w + shared.d
     capped = cap < p_hi
     y = (cap - shared.p_static) / np.maximum(p_hi - shared.p_static, 1e-6)
     r = np.where(capped, shared.clock(y), 1.0)
     compute_w = np.where(capped, cap, p_hi)
-    other_w = np.minimum(p_lo, compute_w)
     stretch = (1 - phi) + phi / r
     time_s = t_u * stretch
-    power_w = ((1 - phi) * other_w + (phi / r) * compute_w) / stretch
+    power_w = ((1 - phi) * p_lo + (phi / r) * compute_w) / stretch
+    if allow is not None:
+        power_w = np.minimum(power_w, np.asarray(allow, dtype=float) * limit_w)
     return time_s, power_w
 
 
@@ -197,8 +198,7 @@ class PhysicsModel:
         if anchor is None:
             return self.configs.get(config)
         phi, lam = self.phi_lam(workload, anchor[2] / self.ref_w if self.ref_w else None)
-        allow = float(self.allow_at(anchor[0])[0])
-        p_u, t_u = invert_anchor(anchor[0], anchor[1], anchor[2], phi, lam, self.shared, allow)
+        p_u, t_u = invert_anchor(anchor[0], anchor[1], anchor[2], phi, lam, self.shared)
         return {"p_u": p_u, "t_u": t_u, "phi": phi, "lam": lam}
 
     def predict(self, config: str, limit_w, workload: str | None = None,
@@ -222,21 +222,20 @@ class PhysicsModel:
 
 
 def invert_anchor(limit_w: float, time_s: float, power_w: float, phi: float, lam: float,
-                  shared: Shared, allow: float = 1.0) -> tuple[float, float]:
+                  shared: Shared) -> tuple[float, float]:
     """(p_u, t_u) such that the model gives ``time_s``, ``power_w`` at ``limit_w`` (bisection on p_u).
 
-    Where the anchor sits at the cap (no p_u reproduces its power), p_u is the smallest that reaches it.
     """
     lo, hi = 1e-3 * power_w, power_w * 6.0
     for _ in range(80):
         mid = 0.5 * (lo + hi)
-        _, p = response(limit_w, mid, 1.0, phi, lam, shared, allow)
+        _, p = response(limit_w, mid, 1.0, phi, lam, shared)
         if p > power_w:
             hi = mid
         else:
             lo = mid
     p_u = 0.5 * (lo + hi)
-    t1, _ = response(limit_w, p_u, 1.0, phi, lam, shared, allow)
+    t1, _ = response(limit_w, p_u, 1.0, phi, lam, shared)
     return float(p_u), float(time_s / t1)
 
 
@@ -260,16 +259,8 @@ def _curve_x(curve) -> np.ndarray:
     return np.concatenate([[_logit(curve[0])], np.log(np.expm1(steps))])
 
 
-def allow_per_row(rows: pd.DataFrame) -> np.ndarray:
-    """Per row, the highest power/limit ratio its GPU showed at this or any higher limit (at least 1)."""
-    ratio = (rows["avg_power_w"] / rows["power_limit_w"]).clip(lower=1.0)
-    gpu = rows["gpu"] if "gpu" in rows else pd.Series("-", index=rows.index)
-    order = rows.assign(_g=gpu, _r=ratio).sort_values("power_limit_w", ascending=False)
-    return order.groupby("_g", sort=False)["_r"].cummax().reindex(rows.index).to_numpy(float)
-
-
 def allow_table(rows: pd.DataFrame) -> tuple[tuple[float, float], ...]:
-    """(limit W, ratio) pairs of allow_per_row where the ratio exceeds 1 (a card overshooting its floor)."""
+    """(limit W, highest power / limit seen there) where a card drew more than its limit (at its floor)."""
     ratio = (rows["avg_power_w"] / rows["power_limit_w"])
     over = rows.assign(_r=ratio)[ratio > 1.0].groupby("power_limit_w")["_r"].max()
     return tuple((float(k), float(v)) for k, v in over.items())
@@ -300,7 +291,6 @@ def fit_physics(rows: pd.DataFrame, gpu: str, *, max_nfev: int = 300, prior: Phy
     cw_idx = cfg_workload.map({w: i for i, w in enumerate(workloads)}).to_numpy()
     n, nc, nw = len(rows), len(configs), len(workloads)
     limit = rows["power_limit_w"].to_numpy(float)
-    allow = allow_per_row(rows)
     log_t = np.log(rows["time_per_epoch_s"].to_numpy(float))
     log_p = np.log(rows["avg_power_w"].to_numpy(float))
     scale = float(ref_w or np.max(limit))
@@ -332,7 +322,7 @@ def fit_physics(rows: pd.DataFrame, gpu: str, *, max_nfev: int = 300, prior: Phy
         phi, lam = _sig(cp[cfg_idx, 2]), _sig(cp[cfg_idx, 3])
         if static_scale is not None:
             shared = Shared(shared.c, shared.d, shared.p_static * ps_scale, shared.curve)
-        t, p = response(limit, p_u, t_u, phi, lam, shared, allow)
+        t, p = response(limit, p_u, t_u, phi, lam, shared)
         data = np.concatenate([(np.log(t) - log_t) / SIGMA, (np.log(p) - log_p) / SIGMA]) * row_w2
         beta = x[o_b:o_w].reshape(2, 2)
         prior_c = ((cp[:, 2:4] - w[cw_idx] - cov @ beta) / TAU_CONFIG).ravel()

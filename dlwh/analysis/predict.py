@@ -257,7 +257,8 @@ def _pick_auto(con, gpu: str, config: str, can_anchor: bool) -> tuple[str, str]:
     if usable:
         return usable[0][1], "the learner with the lowest leave-one-model-out error that beats 'nothing changes'"
     raise DlwhError(f"{config} has no measured run on {gpu}, and no fitted model predicts a new model better than "
-                    "'nothing changes'; measure one run of it (dlwh bench or dlwh collect), or run "
+                    "'nothing changes'; pass --samples-per-epoch N (the response then starts from an estimate of its "
+                    "unconstrained throughput), measure one run of it (dlwh bench or dlwh collect), or run "
                     "dlwh fit --cv group-model and pass --algo gbr to accept its error")
 
 
@@ -269,18 +270,21 @@ def _unconstrained_anchor(con, gpu: str, base: dict, ref_w: float):
     except ImportError:
         return None
     spe = base.get("samples_per_epoch")
-    if not spe:
-        return None
     try:
         est = estimate_unconstrained(con, gpu, base.get("model"), int(base["batch_size"]), base.get("precision"),
                                      base.get("macs_per_sample"), base.get("params"))
     except DlwhError:
         return None
+    unit = ""
+    if not spe:  # a model never measured: no epoch size known, so an 'epoch' is one step (newmodel)
+        spe = base["samples_per_epoch"] = float(base["batch_size"])
+        unit = (f"; no --samples-per-epoch: an epoch here is one step of {int(spe)} samples "
+                "(pass --samples-per-epoch N for your dataset)")
     time_s = spe / est.throughput_sps
     w_t = abs(math.log(est.throughput_sps_hi / est.throughput_sps_lo)) / 2 if est.throughput_sps_lo else 0.0
     w_p = abs(math.log(est.power_w_hi / est.power_w_lo)) / 2 if est.power_w_lo else 0.0
     note = (f"no run of this configuration on {gpu}: unconstrained throughput {est.throughput_sps:.4g} samples/s and "
-            f"power {est.power_w:.4g} W estimated ({est.method})")
+            f"power {est.power_w:.4g} W estimated ({est.method}){unit}")
     return (ref_w, time_s, min(est.power_w, ref_w)), (w_t, w_p), note
 
 

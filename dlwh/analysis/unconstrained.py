@@ -341,6 +341,17 @@ def leave_one_model_out(kind: str, runs: pd.DataFrame, wide: pd.DataFrame | None
     return pd.concat(parts, ignore_index=True)
 
 
+def conformal_quantiles(errors: np.ndarray) -> np.ndarray:
+    """5 % and 95 % quantiles of held-out log errors with the split-conformal finite-sample correction
+    (the ceil(0.95 (n + 1))-th smallest of n errors, and its mirror), so that few errors give a wider,
+    not a narrower, 90 % interval; the extreme errors when n < 19."""
+    e = np.sort(np.asarray(errors, dtype=float))
+    n = len(e)
+    hi = min(n, math.ceil(0.95 * (n + 1))) - 1
+    lo = max(1, math.floor(0.05 * (n + 1))) - 1
+    return np.array([e[lo], e[hi]])
+
+
 _LOMO_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
@@ -351,7 +362,7 @@ def _lomo_quantiles(kind: str, runs: pd.DataFrame, wide: pd.DataFrame | None, li
         res = leave_one_model_out(kind, runs, wide, limit_w)
         lt = np.log(res["pred_throughput_sps"] / res["throughput_sps"])
         lp = np.log(res["pred_power_w"] / res["power_w"])
-        _LOMO_CACHE[key] = (np.quantile(lt, [0.05, 0.95]), np.quantile(lp, [0.05, 0.95]))
+        _LOMO_CACHE[key] = (conformal_quantiles(lt.to_numpy()), conformal_quantiles(lp.to_numpy()))
     return _LOMO_CACHE[key]
 
 
@@ -370,7 +381,7 @@ def calibration_quantiles(fitted: Fitted, runs: pd.DataFrame) -> tuple[np.ndarra
     # mean of the model's other batch sizes' log ratios, minus this one's: the held-out error
     other_t = (g["rt"].transform("sum").to_numpy() - rt) / (n - 1)
     other_p = (g["rp"].transform("sum").to_numpy() - rp) / (n - 1)
-    return np.quantile(other_t - rt, [0.05, 0.95]), np.quantile(other_p - rp, [0.05, 0.95])
+    return conformal_quantiles(other_t - rt), conformal_quantiles(other_p - rp)
 
 
 PRIOR_FILE = "roofline_prior.csv"

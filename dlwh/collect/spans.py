@@ -342,6 +342,8 @@ class Span:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if not self._on and not self.energy:
+            return
         if self.energy and exc_type is None:
             _cuda_sync()
         elif self.sync and exc_type is None and self._on:

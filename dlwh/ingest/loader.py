@@ -28,6 +28,7 @@ from dlwh.ingest.timeutil import local_zone, parse_utc, to_naive_utc, zone_from_
 from dlwh.ingest.trace import IngestContext, RunInfo, Table, Trace, drop_scratch
 from dlwh.ingest import validate
 from dlwh.ingest.validate import Limits
+from dlwh.warehouse.db import transaction
 
 HEAD_BYTES = 64 * 1024
 MANIFEST_NAME = "run.json"
@@ -244,46 +245,41 @@ class _Loader:
             previous = (sha,)  # what this content loaded before goes
         ctx = self.context(path, sha)
         ctx.data = data
-        self.con.execute("BEGIN TRANSACTION")
         trace: Trace | None = None
         try:
-            trace = module.parse(ctx)
-            if previous:
-                self._delete_file_rows(previous[0])
-            rows = self._insert(trace, ctx, sha)  # every table passes dlwh.ingest.validate on its way in
-            drop_scratch(self.con, trace.scratch)
-            if rows == 0 and trace.run is None:
-                trace.warnings.append("no readings in this file")
-            message = "; ".join(trace.notes + trace.warnings)
-            outcome = trace_outcome(trace)
-            if reload_note:
-                message = "; ".join(x for x in (reload_note, message) if x)
-            self.con.execute(
-                "INSERT OR REPLACE INTO files (path, sha256, size_bytes, format, run_id, rows_loaded, ingested_at, "
-                "outcome, message, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [str(path), sha, size, trace.format, ctx.run_id, rows,
-                 datetime.now(timezone.utc).replace(tzinfo=None), outcome, message or None,
-                 json.dumps(given, sort_keys=True) if given else None],
-            )
-            if self.options.dry_run:
-                self._rollback(trace)
-                return FileResult(path, "would-load", trace.format, rows, ctx.run_id, replaced + message)
-            self.con.execute("COMMIT")
+            with transaction(self.con) as tx:  # ROLLBACK first on any error: cleanup cannot hide the cause
+                trace = module.parse(ctx)
+                if previous:
+                    self._delete_file_rows(previous[0])
+                rows = self._insert(trace, ctx, sha)  # every table passes dlwh.ingest.validate on its way in
+                drop_scratch(self.con, trace.scratch)
+                if rows == 0 and trace.run is None:
+                    trace.warnings.append("no readings in this file")
+                message = "; ".join(trace.notes + trace.warnings)
+                outcome = trace_outcome(trace)
+                if reload_note:
+                    message = "; ".join(x for x in (reload_note, message) if x)
+                self.con.execute(
+                    "INSERT OR REPLACE INTO files (path, sha256, size_bytes, format, run_id, rows_loaded, "
+                    "ingested_at, outcome, message, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [str(path), sha, size, trace.format, ctx.run_id, rows,
+                     datetime.now(timezone.utc).replace(tzinfo=None), outcome, message or None,
+                     json.dumps(given, sort_keys=True) if given else None],
+                )
+                if self.options.dry_run:
+                    tx.rollback()
+                    self._cleanup(trace)
+                    return FileResult(path, "would-load", trace.format, rows, ctx.run_id, replaced + message)
         except BaseException as err:
-            # roll back FIRST: any statement before it fails on the aborted transaction and hides the cause
-            self._rollback(trace)
+            self._cleanup(trace)  # after the rollback
             if not isinstance(err, Exception):
                 raise  # KeyboardInterrupt, SystemExit: stop the whole ingest (the file changed nothing)
             return failure(path, err, module.NAME)
         return FileResult(path, trace_outcome(trace), trace.format, rows, ctx.run_id,
                           replaced.replace("replaces", "replaced") + message)
 
-    def _rollback(self, trace: Trace | None) -> None:
-        """ROLLBACK the file's transaction, then drop what the parser and the loader left (never raises)."""
-        try:
-            self.con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass  # no transaction open (DuckDB ended it itself)
+    def _cleanup(self, trace: Trace | None) -> None:
+        """Drop what the parser and the loader left after a rollback (never raises)."""
         self._unstage()
         if trace is not None:
             drop_scratch(self.con, trace.scratch)

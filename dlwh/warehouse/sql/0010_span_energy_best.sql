@@ -15,7 +15,9 @@
 --                          interpolated linearly in time inside the counter interval holding each edge;
 --      'counter_anchored'  the counter, interpolated inside each counter interval along the running
 --                          integral of power_instant: the instant samples give the shape, rescaled so
---                          that each interval holds exactly the counter's increment.
+--                          that each interval holds exactly the counter's increment;
+--      'in_process_counter' the span attribute energy_j of span(..., energy=True) on one GPU (the
+--                          counter read in the workload's process at both edges), method_rank 0.
 --    error_j: the energy one update period holds at each edge (counter: the increment of the counter
 --    interval holding each edge, a bound while the counter is monotonic; trapezoid: |P| at each edge
 --    x resolution_s). resolution_s: what the series can resolve in time (counter: its read interval;
@@ -141,7 +143,7 @@ LEFT JOIN reported r USING (sensor_id);
 -- the work of span_energy_estimates; with_counter = false leaves the counter methods out (span_energy)
 CREATE OR REPLACE MACRO dlwh_span_estimates(with_counter) AS TABLE
 WITH used AS (
-    SELECT se.sensor_id, se.run_id, se.kind AS sensor_kind, se.name AS sensor_name, se.tool,
+    SELECT se.sensor_id, se.run_id, se.kind AS sensor_kind, se.name AS sensor_name, se.tool, se.device_uuid,
            se.kind || ':' || coalesce(CAST(se.device_index AS VARCHAR), se.device_uuid, se.name, se.sensor_id) AS device
     FROM sensors se
     WHERE se.run_id IN (SELECT DISTINCT run_id FROM spans)
@@ -326,6 +328,18 @@ base AS (
     LEFT JOIN cedge ca ON ca.kind = 2 AND ca.pid = p.pid
     LEFT JOIN cedge cb ON cb.kind = 3 AND cb.pid = p.pid
 ),
+inproc AS (
+    -- spans opened with span(..., energy=True) on one GPU: the counter read in the workload's process
+    SELECT sp.run_id, sp.span_id, sp.parent_id, sp.kind, sp.name, sp.start_ts, sp.end_ts,
+           CAST(json_extract(sp.attrs, '$.energy_j') AS DOUBLE) AS energy_j,
+           json_extract_string(sp.attrs, '$.energy_gpus[0]') AS uuid
+    FROM spans sp
+    WHERE with_counter AND json_extract(sp.attrs, '$.energy_j') IS NOT NULL
+      AND json_array_length(sp.attrs, '$.energy_gpus') = 1
+),
+gdev AS (
+    SELECT DISTINCT run_id, device_uuid, device FROM used WHERE sensor_kind = 'gpu' AND device_uuid IS NOT NULL
+),
 est AS (
     SELECT run_id, span_id, parent_id, kind, name, start_ts, end_ts, duration_s, device, sensor_id,
            sensor_kind, sensor_name, tool, metric, 'trapezoid' AS method, trap_j AS energy_j,
@@ -347,6 +361,14 @@ est AS (
            greatest(median_step_s, coalesce(update_s, 0)), median_step_s, update_s, counter_interval_s,
            averaged_s, gap_s, uncovered_s, 2, counter_edge_j
     FROM base WHERE with_counter AND host AND metric = 'power_instant' AND NOT windowed AND anc_a IS NOT NULL AND anc_b IS NOT NULL
+    UNION ALL
+    -- the in-process counter: its reads lag the counter's updates (about every 100 ms on Hopper) by
+    -- up to one update at each edge, so the bound is 2 x 0.1 s of the span's average power
+    SELECT ip.run_id, ip.span_id, ip.parent_id, ip.kind, ip.name, ip.start_ts, ip.end_ts,
+           epoch(ip.end_ts - ip.start_ts), g.device, NULL, 'gpu', NULL, 'span', 'energy_total',
+           'in_process_counter', ip.energy_j, 0.1, NULL, NULL, 0.1, NULL, 0.0, 0.0, 0,
+           0.2 * ip.energy_j / nullif(epoch(ip.end_ts - ip.start_ts), 0)
+    FROM inproc ip JOIN gdev g ON g.run_id = ip.run_id AND g.device_uuid = ip.uuid
 )
 SELECT run_id, span_id, parent_id, kind, name, start_ts, end_ts, duration_s, device, sensor_id, sensor_kind,
        sensor_name, tool, metric, method, energy_j, energy_j / nullif(duration_s, 0) AS avg_power_w, error_j,

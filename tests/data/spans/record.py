@@ -1,5 +1,6 @@
-"""Record the span-energy traces on a GPU machine (read-only on the GPU; how tests/data/spans/ and
-examples/h100-train were made):
+"""Record the span-energy traces on a GPU machine (read-only on the GPU). Written for this issue's
+busy/idle and training recordings; NOT run yet (no GPU machine could be started in the session that
+wrote it). Then: OUTDIR/busy-idle -> tests/data/spans/busy-idle, OUTDIR/train -> examples/<gpu>-train:
 
     PYTHONPATH=. python3 tests/data/spans/record.py OUTDIR
 

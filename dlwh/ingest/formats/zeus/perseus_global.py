@@ -18,6 +18,7 @@ from dlwh._lazy import pandas as pd
 from dlwh.errors import ParseError
 import dlwh.ingest.validate as validate
 from dlwh.ingest.formats.zeus import _common as _zeus
+from dlwh.ingest.lines import drop_cut_line, shaped_like
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "perseus-global"
@@ -38,7 +39,9 @@ def sniff(head: str, path: Path) -> bool:
 
 def parse(ctx: IngestContext) -> Trace:
     """Validate every row; per-GPU average power from the summed energy and the parallelism."""
+    cut: list[str] = []
     text = ctx.read_text().lstrip("\ufeff")
+    text = drop_cut_line(text, shaped_like(text[max(0, len(text) - 65536):].split("\n")[-201:-1], ","), cut)
     try:
         raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=True)
     except (pd.errors.ParserError, ValueError) as err:
@@ -95,4 +98,4 @@ def parse(ctx: IngestContext) -> Trace:
         raise ParseError(f"{WHAT}: {row['model']} at {row['power_limit_w']:g} W appears twice", line=int(dup.idxmax()))
     notes = [f"GPU {gpu} from {gpu_source}", f"{out['model'].nunique()} models, {len(out)} power-limit rows; "
              "energy per iteration summed over dp x tp x pp GPUs, power per GPU = energy / time / GPUs"]
-    return Trace(format=NAME, tables={"perseus_iterations": out.reset_index(drop=True)}, notes=notes)
+    return Trace(format=NAME, tables={"perseus_iterations": out.reset_index(drop=True)}, notes=notes, warnings=cut)
