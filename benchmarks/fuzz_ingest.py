@@ -67,7 +67,7 @@ def find_seeds() -> list[Seed]:
     """Every trace file we have, in a fixed order (absent folders are skipped)."""
     candidates: list[Path] = []
     for base in (SHARED / "fixtures", SHARED / "datasets" / "zeus_nsdi23", SHARED / "datasets" / "zeus_profile",
-                 ROOT / "tests" / "data"):
+                 SHARED / "datasets" / "perseus_sosp24", ROOT / "tests" / "data"):
         if base.is_dir():
             candidates += sorted(p for p in base.rglob("*") if p.is_file())
     example = ROOT / "examples" / "h200-train"
@@ -309,6 +309,8 @@ class Report:
     slowest: list[tuple[float, str]] = field(default_factory=list)
     folder_complete: bool = True
     seconds: float = 0.0
+    chunks: int = 1
+    load: float = 0.0                                       # the highest 1-minute load average seen
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -330,6 +332,8 @@ class Report:
             out.slowest = sorted(out.slowest + [tuple(x) for x in p["slowest"]], reverse=True)[:10]
             out.folder_complete = out.folder_complete and p["folder_complete"]
             out.seconds += p["seconds"]
+            out.load = max(out.load, p.get("load", 0.0))
+        out.chunks = len(parts)
         return out
 
 
@@ -362,16 +366,20 @@ def write_cases(seeds: list[Seed], start: int, count: int, folder: Path, seed: i
             (case / "run.json").write_bytes(s.manifest)
         target = case / s.name
         target.write_bytes(data)
-        written[str(target.resolve())] = f"{s.path.relative_to(ROOT.parent) if ROOT.parent in s.path.parents else s.path.name}: {'+'.join(applied) or 'none'}"
+        where = (s.path.relative_to(ROOT) if ROOT in s.path.parents else
+                 s.path.relative_to(ROOT.parent) if ROOT.parent in s.path.parents else s.path.name)
+        written[str(target.resolve())] = f"{where}: {'+'.join(applied) or 'none'}"
     return written
 
 
-def run(start: int = 0, count: int = 500, seed: int = SEED, verbose: bool = False) -> Report:
-    """Fuzz cases start..start+count-1 in one folder ingest; the Report of what went wrong."""
+def run(start: int = 0, count: int = 500, seed: int = SEED, verbose: bool = False, only: str = "") -> Report:
+    """Fuzz cases start..start+count-1 in one folder ingest; the Report of what went wrong.
+
+    ``only``: use just the seed files whose path contains this text (for working on one format)."""
     from dlwh.ingest.loader import IngestOptions, format_summary, ingest_paths
     from dlwh.warehouse import open_warehouse
 
-    seeds = find_seeds()
+    seeds = [s for s in find_seeds() if only in str(s.path)]
     report = Report(cases=count, seeds=len(seeds))
     tmp = Path(tempfile.mkdtemp(prefix="dlwh-fuzz-"))
     old_tz = os.environ.get("TZ")
@@ -430,6 +438,7 @@ def run(start: int = 0, count: int = 500, seed: int = SEED, verbose: bool = Fals
         finally:
             signal.alarm(0) if handler else None
         report.seconds = round(time.perf_counter() - t0, 1)
+        report.load = round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else 0.0
         con.close()
     finally:
         if handler is not None:
@@ -453,9 +462,10 @@ def markdown(report: Report, seed: int, command: str) -> str:
 
     refusals = sum(report.causes.values())
     lines = [
-        "# Reliability: what damaged input does to an ingest",
+        "# Reliability",
+        "## Ingest: what damaged input does",
         "",
-        "Every trace we have (the shared fixtures, the Zeus datasets, tests/data and the example run's",
+        "Every trace we have (the shared fixtures, the Zeus and Perseus datasets, tests/data and the example run's",
         "files, big ones cut to their first 300 lines) is mutated with a fixed seed: truncations, dropped,",
         "swapped and duplicated lines, flipped bytes, NULs, huge numbers (1e309, 5,000 digits, 2^64), NaN and",
         "inf, negative numbers, far-off years (0001, 1677, 1900, 1970, 2262, 2999, 9999), odd units (kW, GHz,",
@@ -468,7 +478,11 @@ def markdown(report: Report, seed: int, command: str) -> str:
         "(row count and a hash of all rows), and that a loaded file stored no NaN or inf in any DOUBLE column",
         "and no negative or > 1 MW power. What a loaded case stored is then removed.",
         "",
-        f"Measured by `{command}` (seed {seed}), {platform.python_implementation()} "
+        f"Measured by `{command}`"
+        + (f" (the same cases as {report.chunks} processes at once: `--start K --count {report.cases // report.chunks} "
+           f"--json part-K.json` for K = 0, {report.cases // report.chunks}, ..., then `--merge part-*.json`)"
+           if report.chunks > 1 else "")
+        + f" (seed {seed}), {platform.python_implementation()} "
         f"{platform.python_version()}, {os.cpu_count()} CPUs (shared with other work), "
         f"{time.strftime('%Y-%m-%d', time.gmtime())}:",
         "",
@@ -483,24 +497,25 @@ def markdown(report: Report, seed: int, command: str) -> str:
         f"| refused inputs that changed the warehouse | **{len(report.changed)}** |",
         f"| loaded inputs that stored NaN/inf/negative or > 1 MW power | **{len(report.poisoned)}** |",
         f"| the folder ingest went to the end with a summary | **{'yes' if report.folder_complete else 'no'}** |",
-        f"| time (one process) | {report.seconds:,.0f} s |",
+        f"| time | {report.seconds:,.0f} s in all ({report.chunks} process{'es' if report.chunks > 1 else ''} at once"
+        f"{f', 1-minute load average up to {report.load:g} on the shared machine' if report.load else ''}) |",
         "",
-        "## Unexpected exceptions",
+        "### Unexpected exceptions",
         "",
         listed(report.unexpected),
-        f"## Inputs slower than {SLOW_S:.0f} s",
+        f"### Inputs slower than {SLOW_S:.0f} s",
         "",
         listed(report.slow),
-        "## Slowest inputs",
+        "### Slowest inputs",
         "",
         "\n".join(f"- {s:.2f} s CPU: `{w}`" for s, w in report.slowest[:5]) + "\n",
-        "## Refused inputs that changed the warehouse",
+        "### Refused inputs that changed the warehouse",
         "",
         listed(report.changed),
-        "## Loaded inputs with NaN, inf or impossible power",
+        "### Loaded inputs with NaN, inf or impossible power",
         "",
         listed(report.poisoned),
-        f"## Refusals by cause ({refusals:,} refused files; particulars blanked: N = a number, '…' = text)",
+        f"### Refusals by cause ({refusals:,} refused files; particulars blanked: N = a number, '…' = text)",
         "",
         "| refusals | cause |",
         "| ---: | --- |",
@@ -508,11 +523,11 @@ def markdown(report: Report, seed: int, command: str) -> str:
         *([f"| {sum(n for _, n in report.causes.most_common()[40:]):,} | ({len(report.causes) - 40} other causes) |"]
           if len(report.causes) > 40 else []),
         "",
-        "## Mutations applied",
+        "### Mutations applied",
         "",
         ", ".join(f"{k} {v:,}" for k, v in sorted(report.mutations.items())),
         "",
-        "## What the ingest guarantees (and how)",
+        "### What the ingest guarantees (and how)",
         "",
         "- One file's failure never stops a folder: whatever a parser raises becomes that file's one-line",
         "  failure (file, line where known, cause); an exception dlwh does not expect is reported as",
@@ -530,6 +545,22 @@ def markdown(report: Report, seed: int, command: str) -> str:
     return "\n".join(lines)
 
 
+BEGIN, END = "<!-- fuzz_ingest.py: begin (generated; edit the script, not this section) -->", "<!-- fuzz_ingest.py: end -->"
+
+
+def write_section(path: Path, text: str) -> None:
+    """Put ``text`` (a '# ' title, then the report) into ``path`` between BEGIN and END, keeping the rest of
+    the page (other sections, e.g. the power-limit fault injection) as it is."""
+    title, _, body = text.partition("\n")
+    section = f"{BEGIN}\n{body.strip()}\n{END}"
+    old = path.read_text() if path.exists() else f"{title}\n\n"
+    if BEGIN in old and END in old:
+        new = old[:old.index(BEGIN)] + section + old[old.index(END) + len(END):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(new)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10_000)
@@ -539,13 +570,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merge", nargs="+", help="merge chunk JSON reports and write docs/reliability.md")
     parser.add_argument("--no-write", action="store_true", help="do not write docs/reliability.md")
     parser.add_argument("--verbose", "-v", action="store_true")
+    parser.add_argument("--only", default="", help="only seed files whose path contains this text")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     if args.merge:
         report = Report.merge([json.loads(Path(p).read_text()) for p in args.merge])
         command = f"python benchmarks/fuzz_ingest.py --count {report.cases}"
     else:
-        report = run(args.start, args.count, args.seed, args.verbose)
+        report = run(args.start, args.count, args.seed, args.verbose, args.only)
         command = f"python benchmarks/fuzz_ingest.py --count {args.count}" + (f" --start {args.start}" if args.start else "")
         if args.json:
             Path(args.json).write_text(json.dumps(report.to_json(), indent=1))
@@ -556,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         for item in getattr(report, label)[:30]:
             print(f"{label}: {item}")
     if not args.no_write and not args.json:
-        (ROOT / "docs" / "reliability.md").write_text(markdown(report, args.seed, command))
+        write_section(ROOT / "docs" / "reliability.md", markdown(report, args.seed, command))
     bad = report.unexpected or report.slow or report.changed or report.poisoned or not report.folder_complete
     return 1 if bad else 0
 

@@ -75,9 +75,17 @@ def _seconds(parts: pd.DataFrame, first: int) -> pd.Series:
     return days * 86400 + h * 3600 + m * 60 + s
 
 
-def _powers(text: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """'[136.8 12.1]' / '[None]' / 'None' → (sum over devices or NULL, list of per-device values)."""
+def _powers(text: pd.Series, lines: pd.Series | None = None) -> tuple[pd.Series, pd.Series]:
+    """'[136.8 12.1]' / '[None]' / 'None' → (sum over devices or NULL, list of per-device values).
+
+    A token that is neither a number nor None is a ParseError at its line (``lines``, by ``text``'s index)."""
     tokens = text.str.strip().str.strip("[]").str.replace(",", " ").str.split()
+    flat = tokens.explode().dropna()
+    bad = (flat != "None") & pd.to_numeric(flat, errors="coerce").isna()
+    if bad.any():
+        at = bad.idxmax()
+        raise ParseError(f"power value {str(flat[bad].iloc[0])[:40]!r} is not a number",
+                         line=int(lines[at]) if lines is not None else None)
     values = tokens.map(lambda ts: [None if t == "None" else float(t) for t in ts] if isinstance(ts, list) else [])
     total = values.map(lambda vs: float(sum(v for v in vs if v is not None)) if any(v is not None for v in vs) else np.nan)
     return total, values
@@ -125,7 +133,7 @@ def parse(ctx: IngestContext) -> Trace:
             raise ParseError("'Duration:' line before any 'Epoch N:' line", line=int(line_no[i]))
         pw = m["power"].dropna()
         per = pd.DataFrame({"epoch": epoch_no[pw.index], "component": pw[0].str.lower(), "text": pw[1]})
-        per["total"], per["values"] = _powers(per["text"])
+        per["total"], per["values"] = _powers(per["text"], line_no)
         for component in ("gpu", "cpu"):
             part = per[per["component"] == component].drop_duplicates("epoch", keep="last").set_index("epoch")
             epochs[f"{component}_power_w"] = epochs["epoch"].map(part["total"])

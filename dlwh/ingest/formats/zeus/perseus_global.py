@@ -16,6 +16,7 @@ from pathlib import Path
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+import dlwh.ingest.validate as validate
 from dlwh.ingest.formats.zeus import _common as _zeus
 from dlwh.ingest.lines import drop_cut_line, shaped_like
 from dlwh.ingest.trace import IngestContext, Trace
@@ -48,6 +49,10 @@ def parse(ctx: IngestContext) -> Trace:
     if raw.empty:
         raise ParseError(f"{WHAT}: no data rows after the header", line=1)
     raw.index = raw.index + 2  # 1-based file lines, header = 1
+    raw.columns = [str(c).strip() for c in raw.columns]  # as sniff() reads them: ' model_name ' is model_name
+    missing = [c for c in REQUIRED if c not in raw.columns]
+    if missing:
+        raise ParseError(f"{WHAT}: the header lacks {', '.join(missing)}", line=1)
     raw = raw.apply(lambda s: s.str.strip())
     gpu, gpu_source = _zeus.gpu_name(ctx.options.get("gpu"), ctx.path, r"^([A-Za-z0-9]+)__zeus_global", WHAT)
     ints = {}
@@ -57,7 +62,7 @@ def parse(ctx: IngestContext) -> Trace:
         if fractional.any():
             line = int(fractional.idxmax())
             raise ParseError(f"{WHAT}: {column} {raw[column][line]!r} is not a whole number", line=line)
-        ints[column] = values.astype("int64")
+        ints[column] = validate.whole(values)  # 1e20: refused at the boundary, with the line
     stages = sorted((c for c in raw.columns if _LIMIT.match(c)), key=lambda c: int(_LIMIT.match(c).group(1)))
     limits = pd.DataFrame({c: _zeus.numbers(raw, c, WHAT) for c in stages})
     used = pd.DataFrame({c: ints["pp"] > int(_LIMIT.match(c).group(1)) for c in stages})
@@ -80,7 +85,7 @@ def parse(ctx: IngestContext) -> Trace:
         "model": _zeus.text_column(raw, "model_name", WHAT).str.lower(),
         "partition_method": raw["partition_method"],
         **ints,
-        "n_gpus": n_gpus.astype("int64"),
+        "n_gpus": validate.whole(n_gpus),
         "power_limit_w": limit.astype(float),
         "time_per_iteration_s": time_s,
         "energy_per_iteration_j": energy_j,

@@ -12,6 +12,7 @@ from pathlib import Path
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+import dlwh.ingest.validate as validate
 from dlwh.ingest.formats.zeus import _common as _zeus
 from dlwh.ingest.trace import IngestContext, Trace
 
@@ -42,7 +43,7 @@ def parse(ctx: IngestContext) -> Trace:
         "gpu": gpu,
         "dataset": _zeus.text_column(raw, "dataset", WHAT),
         "network": _zeus.text_column(raw, "network", WHAT),
-        "batch_size": batch.astype("int64"),
+        "batch_size": validate.whole(batch),  # 1e20: refused at the boundary, with the line
         "optimizer": _zeus.text_column(raw, "optimizer", WHAT).str.lower(),
         "power_limit_w": _zeus.numbers(raw, "power_limit", WHAT, positive=True),
         "time_per_epoch_s": _zeus.numbers(raw, "time_per_epoch", WHAT, positive=True),
