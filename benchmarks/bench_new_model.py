@@ -80,11 +80,39 @@ def score(runs: pd.DataFrame, wide: pd.DataFrame, kind: str, limit_w: float) -> 
     return res
 
 
+def write_prior(runs: pd.DataFrame, wide: pd.DataFrame, dirs: list[Path]) -> None:
+    """Fit every (GPU, precision) with enough models and write the shipped reference file."""
+    import csv
+
+    from dlwh.analysis import unconstrained as U
+
+    rows = []
+    for (gpu, prec), group in runs.groupby(["gpu_key", "precision"]):
+        group = group[group["model"].isin(set(wide.index))].reset_index(drop=True)
+        if group["model"].nunique() < U.MIN_MODELS:
+            continue
+        where = " ".join(str(d.resolve().relative_to(ROOT)) if d.resolve().is_relative_to(ROOT) else d.name
+                         for d in dirs)
+        source = (f"{len(group)} runs of {group['model'].nunique()} networks in {where}; "
+                  "python benchmarks/bench_new_model.py --write-prior")
+        rows += U.reference_rows(group, wide, float(group["power_limit_w"].max()), gpu, prec, source)
+    out = ROOT / "dlwh" / "analysis" / "data" / U.PRIOR_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["gpu", "precision", "name", "value", "source"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {len(rows)} figures to {out.relative_to(ROOT)}", file=sys.stderr)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dirs", nargs="*", type=Path, help="folders of bench run directories")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     parser.add_argument("--per-model", action="store_true", help="print the roofline's errors per network")
+    parser.add_argument("--write-prior", action="store_true",
+                        help="write every GPU's roofline fit to dlwh/analysis/data/roofline_prior.csv (the "
+                             "reference a GPU with fewer than 3 measured models borrows)")
     args = parser.parse_args()
     from dlwh.analysis import unconstrained as U
 
@@ -109,6 +137,8 @@ def main() -> int:
                          f"| {et.mean():.1f} | {ee.median():.1f} | {ee.mean():.1f} | {ep.median():.1f} | {cover} |")
             if kind == "roofline":
                 per_model.append(res.assign(gpu=gpu))
+    if args.write_prior:
+        write_prior(runs, wide, args.dirs or default_dirs())
     text = "\n".join(lines)
     print(text)
     if args.per_model and per_model:

@@ -40,9 +40,9 @@ QUERY = "SELECT * FROM samples"
 def make_warehouse(rows: int) -> Path:
     """A warehouse holding ``rows`` power samples of one run (4 GPUs at 100 ms); reused when present."""
     sys.path.insert(0, str(ROOT))
-    from dlwh.warehouse import transaction, warehouse
+    from dlwh.warehouse import SCHEMA_VERSION, transaction, warehouse
 
-    path = DATA / f"sql-{rows}.duckdb"
+    path = DATA / f"sql-{rows}-v{SCHEMA_VERSION}.duckdb"  # read-only dlwh sql refuses an older schema
     if path.exists():
         return path
     DATA.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Optional
 
 import typer
@@ -59,10 +61,19 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
+def _stdout_is_devnull() -> bool:
+    try:
+        out, null = os.fstat(1), os.stat(os.devnull)
+    except OSError:
+        return False
+    return (out.st_dev, out.st_ino, out.st_rdev) == (null.st_dev, null.st_ino, null.st_rdev)
+
+
 def main() -> None:
     """Console-script entry point; a closed output pipe (``dlwh sql ... | head``) ends quietly, exit 0."""
     from dlwh.commands._common import quiet_broken_pipe
 
+    was_devnull = _stdout_is_devnull()
     try:
         app()
     except BrokenPipeError:
@@ -70,6 +81,14 @@ def main() -> None:
             quiet_broken_pipe()
         except typer.Exit:
             raise SystemExit(0) from None
+    except SystemExit as done:
+        # outside the commands (help text, usage errors) click and rich end a closed pipe with exit 1,
+        # click wrapping stdout in its PacifyFlushWrapper, rich pointing it at /dev/null: the reader
+        # stopped reading, nothing failed
+        if done.code == 1 and (type(sys.stdout).__name__ == "PacifyFlushWrapper"
+                               or (not was_devnull and _stdout_is_devnull())):
+            raise SystemExit(0) from None
+        raise
 
 
 if __name__ == "__main__":

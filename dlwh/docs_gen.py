@@ -53,6 +53,7 @@ ONE_ROW_PER: dict[str, str] = {
     "zeus_power_summary": "Zeus NSDI'23 configuration and power limit (summary_power_<gpu>.csv)",
     "zeus_train_summary": "Zeus NSDI'23 configuration, seed and target: epochs to reach it (summary_train.csv)",
     "zeus_profile_windows": "Zeus power-limit profiling window and GPU",
+    "perseus_iterations": "Perseus sweep row: model, parallelism and power limit (energy summed over GPUs)",
     "zeus_workloads": "public workload: its zoo model, input and epoch size (editable)",
     "zeus_workload_complexity": "Zeus workload with its MAC count (scaled to its input where needed)",
     "fitted_models": "model stored by dlwh fit (GPU scope, target, algorithm)",
@@ -80,6 +81,11 @@ ONE_ROW_PER: dict[str, str] = {
     "kernel_energy": "run, kernel and device: calls, time, GPU energy during the calls, FLOP/J",
     # 0006 bench
     "bench_results": "ingested dlwh bench run with at least one steady epoch",
+    # 0010 span energy (docs/spans.md)
+    "span_energy_estimates": "span, power series and method (trapezoid, counter, counter_anchored): energy, error bound, resolution, note",
+    "span_energy_best": "span and physical device: the best estimate (never two tools of one GPU added)",
+    "span_stats": "run, kind, name and device of repeated spans: mean energy and power per repetition with 95 % intervals",
+    "span_phase_sums": "run, kind, name and device of parent spans: mean energy against the mean sum of its children",
 }
 
 _CREATE = re.compile(

@@ -49,6 +49,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=5, help="steps before timing starts")
     p.add_argument("--layer-steps", type=int, default=0, help="per-layer spans for the first N steps")
     p.add_argument("--sync-phases", action="store_true", help="synchronise at phase edges too")
+    p.add_argument("--energy", action="store_true",
+                   help="epoch spans read the GPU energy counter at their edges (span(energy=True))")
     p.add_argument("--result", help="write timings as JSON here")
     a = p.parse_args()
     if a.steps is None and a.seconds is None:
@@ -97,7 +99,7 @@ def main() -> None:
     step = 0
     epoch = 0
     while True:
-        with span("epoch", epoch=epoch):
+        with span("epoch", epoch=epoch, energy=a.energy):
             for _ in range(a.steps_per_epoch):
                 if layers is not None and step >= a.layer_steps:
                     layers.remove()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import pytest
@@ -100,9 +102,12 @@ def test_fit_with_one_collected_run_says_what_is_missing(runner, db_path, tmp_pa
     folder = make_run(tmp_path / "r5", run_id="r5", seconds=8.0, spans=spans, tags={"model": "resnet50", "batch_size": 8})
     assert invoke(runner, "ingest", str(folder), "--db", str(db_path)).exit_code == 0
     result = invoke(runner, "fit", "--db", str(db_path))
-    assert result.exit_code == 1
-    assert result.stderr.strip() == ("error: nothing fitted: TEST GPU: only 1 training row(s); not fitted (measure at "
-                                     "least 5, e.g. one run per power limit)")
+    assert result.exit_code == 0, result.stderr
+    # the power-limit response comes from the shipped prior (one run, one limit); the learners need more rows
+    assert ("warning: TEST GPU: only 1 training row(s); gbr/poly/ols not fitted (measure at least 5, e.g. one run "
+            "per power limit)") in result.stderr
+    assert "warning: TEST GPU: measured at one power limit only; the response comes from the shipped prior" in result.stderr
+    assert "stored 3 models" in result.stdout
 
 
 def test_run_without_enough_spans_gives_no_row(con, tmp_path):
@@ -185,8 +190,6 @@ def test_fit_then_predict_on_the_a40_sweep(runner, a40_db):
     assert lines[0].startswith("cross-validated accuracy (kfold")
     table = {line.split()[1]: line.split() for line in lines[2:6]}
     assert set(table) == {"physics", "gbr", "poly", "ols"}
-    # physics reaches the 5 % on time and power even under random folds of this sweep
-    assert float(table["physics"][2]) < 6 and float(table["physics"][4]) < 5
     assert "stored 12 models" in result.stdout
 
     from dlwh.warehouse import open_warehouse
@@ -199,7 +202,14 @@ def test_fit_then_predict_on_the_a40_sweep(runner, a40_db):
 
     assert {r[2] for r in stored} == {data_hash(load_training_data(con, "A40"))}
     assert '"power_limit_w": [100.0, 300.0]' in stored[0][3]
-    assert one(con, "SELECT count(*) FROM fit_scores WHERE gpu_scope = 'A40' AND cv = 'kfold'") == (12,)
+    assert one(con, "SELECT count(*) FROM fit_scores WHERE gpu_scope = 'A40' AND cv = 'kfold'") == (9,)
+    # physics is scored by predicting new limits of a configuration from one run (each workload's sweeps
+    # left out): better than 'nothing changes' on time and power
+    physics = {t: json.loads(m) for t, m in con.execute(
+        "SELECT target, metrics FROM fitted_models WHERE algo = 'physics'").fetchall()}
+    for t in ("time_per_epoch_s", "avg_power_w"):
+        assert physics[t]["mape_pct"] < physics[t]["baseline_mape_pct"]
+    assert physics["avg_power_w"]["mape_pct"] < 5 and physics["time_per_epoch_s"]["mape_pct"] < 10
     measured = one(con, "SELECT time_per_epoch_s, avg_power_w FROM zeus_power_summary WHERE dataset = 'imagenet' "
                         "AND batch_size = 128 AND power_limit_w = 200")
     con.close()
@@ -249,11 +259,11 @@ def test_fit_then_predict_on_the_a40_sweep(runner, a40_db):
     assert "vgg16 is not in the training data of A40; MACs and parameters from the zoo (3x224x224)" in result.stderr
     assert "model 'vgg16' is not in the training data" in result.stderr
 
-    # physics cannot predict a configuration without a measured run: one clear line
+    # physics cannot predict a configuration without a measured run (or an unconstrained estimate): one line
     result = invoke(runner, "predict", "--gpu", "A40", "--model", "vgg16", "--batch-size", "64",
                     "--power-limit", "250", "--algo", "physics", "--db", str(a40_db))
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: physics predicts configurations with a measured run only")
+    assert result.stderr.startswith("error: the power-limit response predicts configurations with a measured run")
 
 
 def test_predict_usage_errors(runner, a40_db):

@@ -1,10 +1,10 @@
-"""dlwh simulate against hand-computed numbers (stored stand-in models with known curves), time to
-accuracy, emissions, and the simulate/plot/report commands on the real A40 sweep."""
+"""dlwh simulate against hand-computed numbers (a stand-in prediction with known curves: stored
+models load as JSON only, so the stand-in replaces dlwh.analysis.simulate.predict), time to accuracy,
+emissions, the energy-optimal decision, and the simulate/plot/report commands on the real A40 sweep."""
 
 from __future__ import annotations
 
 import json
-import pickle
 from datetime import datetime
 from pathlib import Path
 
@@ -51,14 +51,59 @@ def known(con, tmp_path: Path):
     results = ingest_paths(con, [tmp_path / "summary_power_x.csv", tmp_path / "summary_train.csv"],
                            IngestOptions(format_options={"gpu": "TESTGPU"}))
     assert {r.outcome for r in results} == {"loaded"}
+    store_linear_response(con)
+    return con
+
+
+CONFIG = "TESTGPU/imagenet/resnet50/256/adadelta/-/1gpu/epoch"
+
+
+def store_linear_response(con, k: float = 0.1) -> None:
+    """A stored power-limit response with hand-computable curves: cap = L, no static power, clock
+    ratio r = y = L / P_hi; the configuration has P_u = 200 W, T_u = 100 s, phi = lam = 0.5, so
+    P_hi = 300 W, P_lo = 100 W: T(L) = 100 (0.5 + 150 / L) s below 300 W, P(L) = 200 L / (0.5 L + 150) W,
+    E = T P = 20000 J at every limit (power falls exactly as the clock: no limit saves energy)."""
+    from dlwh.analysis.physics import KNOTS, PhysicsModel, Shared
+    from dlwh.analysis.response import Response
+
+    model = PhysicsModel(gpu="TESTGPU", shared=Shared(1.0, 0.0, 0.0, tuple(float(v) for v in KNOTS)),
+                         gpu_phi=0.5, gpu_lam=0.5, ref_w=300.0,
+                         configs={CONFIG: {"p_u": 200.0, "t_u": 100.0, "phi": 0.5, "lam": 0.5,
+                                           "workload": "imagenet/resnet50", "anchor_limit_w": 300.0}})
+    resp = Response(model, "fitted", "a hand-made response", {t: k for t in ("time_per_epoch_s", "avg_power_w",
+                                                                              "energy_per_epoch_j")},
+                    min_w=100.0, max_w=300.0, range_source="test")
     from dlwh.analysis.data import data_hash, load_training_data
 
     sha = data_hash(load_training_data(con, "TESTGPU"))
     for target in ("time_per_epoch_s", "avg_power_w", "energy_per_epoch_j"):
-        con.execute("INSERT INTO fitted_models VALUES (?, 'TESTGPU', ?, 'gbr', ?, ?, 3, '[]', '{}', ?, '{}', NULL, '{}', ?)",
-                    [f"TESTGPU/{target}/gbr", target, datetime(2026, 1, 1), sha, json.dumps({"mape_pct": 1.0}),
-                     pickle.dumps(KnownCurve(target))])
-    return con
+        con.execute("INSERT INTO fitted_models (model_id, gpu_scope, target, algo, fitted_at, data_sha256, n_rows, "
+                    "metrics, params, versions, blob) VALUES (?, 'TESTGPU', ?, 'physics', ?, ?, 3, ?, '{}', '{}', ?)",
+                    [f"TESTGPU/{target}/physics", target, datetime(2026, 1, 1), sha,
+                     json.dumps({"mape_pct": 1.0, "baseline_mape_pct": 10.0}),
+                     json.dumps({"response": resp.to_json()}).encode()])
+
+
+@pytest.fixture(autouse=True)
+def known_curve(request, monkeypatch):
+    """simulate's predictions from KnownCurve (tests of the real model below opt out by name)."""
+    if "a40" in request.node.name or "decision" in request.node.name or "power_plot" in request.node.name:
+        return
+    from dlwh.analysis import simulate as S
+    from dlwh.analysis.predict import Prediction, resolve
+
+    def fake_predict(con, q):
+        base, notes, gpu = resolve(con, q) if False else ({"n_gpus": 1, "dataset": "imagenet", "model": "resnet50",
+                                                            "batch_size": 256, "optimizer": "adadelta"}, [], "TESTGPU")
+        rows = pd.DataFrame({"power_limit_w": [float(v) for v in q.power_limits]})
+        table = rows.copy()
+        for target in ("time_per_epoch_s", "avg_power_w", "energy_per_epoch_j"):
+            pred = KnownCurve(target).predict(rows)
+            table[target], table[target + "_lo"], table[target + "_hi"] = pred["pred"], pred["lo"], pred["hi"]
+        return Prediction(table=table, gpu=gpu, algo={t: "known" for t in ("time_per_epoch_s",)}, scores={},
+                          description="TESTGPU, resnet50, imagenet, batch 256", notes=notes, base=base)
+
+    monkeypatch.setattr(S, "predict", fake_predict)
 
 
 def query(**kw):
@@ -131,15 +176,16 @@ def test_simulate_command_prints_the_table_and_writes_the_plot(runner, known, db
     text = result.stdout
     assert "300 (ref)" in text
     assert "least cost (eta 0.5: eta*energy + (1-eta)*300 W*time): 300 W, 0.0 % less energy, 1.00x" in text
-    assert "least energy: 100 W, 0.0075 kWh/epoch (22.9 % less than at 300 W), 13.0 epochs in the budget, 1.80x the time" in text
+    assert "least energy (point prediction): 100 W, 0.0075 kWh/epoch (22.9 % less than at 300 W), 13.0 epochs in the budget, 1.80x the time" in text
     assert "time to accuracy: 12 epochs (median of 3/3 seed runs) to reach at least 0.6" in text
     assert out.read_text().lstrip().startswith("<?xml") and "<svg" in out.read_text()
     # without --model: the configuration measured at the most limits, said in a note
-    result = invoke(runner, "simulate", "--budget-epochs", "10", "--no-plot", "--db", str(db_path))
+    result = invoke(runner, "simulate", "--gpu", "TESTGPU", "--power-limits", "100,200,300", "--budget-epochs", "10",
+                    "--no-plot", "--db", str(db_path))
     assert result.exit_code == 0, result.stderr
     assert ("note: no --model: simulating the configuration measured at the most limits on TESTGPU, "
             "imagenet/resnet50 at batch 256 (3 limits)") in result.stderr
-    assert "least energy: 100 W" in result.stdout and "plot:" not in result.stdout
+    assert "least energy (point prediction): 100 W" in result.stdout and "plot:" not in result.stdout
 
 
 # -- the real sweep: simulate, plots, report -----------------------------------------------------------
@@ -167,7 +213,7 @@ def test_simulate_plots_and_report_on_the_a40(runner, fitted_a40, tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0] == "A40, resnet50, imagenet, batch 256; models: physics"
     assert len([l for l in lines if l.lstrip()[:3].isdigit()]) == 9  # one row per measured limit, 100..300 W
-    assert any(l.startswith("least energy: ") for l in lines)
+    assert any(l.startswith("least energy (point prediction): ") for l in lines)
     assert any(l.startswith("time to accuracy: 21 epochs (median of 5/5 seed runs) to reach at least 0.65") for l in lines)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

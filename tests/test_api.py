@@ -9,6 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import dlwh
@@ -84,17 +85,20 @@ from tests.test_analysis_simulate import known  # noqa: E402,F401  (the fixture)
 @pytest.mark.slow
 def test_predict_returns_the_table_and_says_what_it_used(known):  # noqa: F811
     frame = dlwh.predict([100, 300], gpu="TESTGPU", model="resnet50", batch_size=256, epochs=2, db=known)
-    # KnownCurve: T = 100 + 20000 / L s, P = 0.6 L + 30 W, E = T P
+    # the stored linear response (test_analysis_simulate.store_linear_response): T = 100 (0.5 + 150 / L) s
+    # below 300 W, P = 200 L / (0.5 L + 150) W, E = 20000 J; interval half-width 0.1 (0.05 + ln(300 / L))
     assert frame["power_limit_w"].tolist() == [100.0, 300.0]
-    assert frame["time_per_epoch_s"].tolist() == pytest.approx([300, 100 + 20000 / 300])
-    assert frame["avg_power_w"].tolist() == pytest.approx([90, 210])
-    assert frame["energy_per_epoch_j_lo"].tolist() == pytest.approx([27000 * 0.9, 35000 * 0.9])
-    assert frame["total_energy_j"].tolist() == pytest.approx([54000, 70000])
-    assert frame.attrs["gpu"] == "TESTGPU" and frame.attrs["algo"]["avg_power_w"] == "gbr"
+    assert frame["time_per_epoch_s"].tolist() == pytest.approx([200, 100])
+    assert frame["avg_power_w"].tolist() == pytest.approx([100, 200])
+    w = 0.1 * (0.05 + np.log(3.0))
+    assert frame["energy_per_epoch_j_lo"].tolist() == pytest.approx([20000 * np.exp(-w), 20000 * np.exp(-0.005)])
+    assert frame["total_energy_j"].tolist() == pytest.approx([40000, 40000])
+    assert frame.attrs["gpu"] == "TESTGPU" and frame.attrs["algo"]["avg_power_w"] == "physics"
     assert frame.attrs["description"] == "TESTGPU, resnet50, imagenet, batch 256"
     same = dlwh.predict("100:300:200", gpu="TESTGPU", model="resnet50", batch_size=256, db=known)
-    assert same["energy_per_epoch_j"].tolist() == pytest.approx([27000, 35000])
-    assert dlwh.predict(200, gpu="TESTGPU", model="resnet50", batch_size=256, db=known)["avg_power_w"].tolist() == [150]
+    assert same["energy_per_epoch_j"].tolist() == pytest.approx([20000, 20000])
+    assert dlwh.predict(200, gpu="TESTGPU", model="resnet50", batch_size=256, db=known)["avg_power_w"].tolist() == \
+        pytest.approx([160])
     assert not known.execute("SELECT 1").fetchall() == []  # the caller's connection stays open
 
 
@@ -115,11 +119,12 @@ def test_simulate_returns_the_table_and_its_highlights(known):  # noqa: F811
         warnings.simplefilter("error")  # nothing out of range here
         frame = dlwh.simulate(budget_epochs=10, power_limits=[100, 200, 300], gpu="TESTGPU", model="resnet50",
                               batch_size=256, db=known)
-    assert frame["energy_per_epoch_j"].tolist() == pytest.approx([27000, 30000, 35000])
-    assert frame["epochs_in_budget"].tolist() == pytest.approx([350000 / 27000, 350000 / 30000, 10])
-    assert frame["time_to_accuracy_s"].tolist() == pytest.approx([3600, 2400, 2000])
-    assert (frame.attrs["best_energy_limit_w"], frame.attrs["best_cost_limit_w"]) == (100.0, 300.0)
-    assert frame.attrs["reference_limit_w"] == 300 and frame.attrs["budget_j"] == pytest.approx(350000)
+    # the linear response: E = 20000 J at every limit (a tie), T = 200, 125, 100 s
+    assert frame["energy_per_epoch_j"].tolist() == pytest.approx([20000, 20000, 20000])
+    assert frame["epochs_in_budget"].tolist() == pytest.approx([10, 10, 10])
+    assert frame["time_to_accuracy_s"].tolist() == pytest.approx([12 * 200, 12 * 125, 12 * 100])
+    assert frame.attrs["best_cost_limit_w"] == 300.0
+    assert frame.attrs["reference_limit_w"] == 300 and frame.attrs["budget_j"] == pytest.approx(200000)
 
 
 def test_simulate_without_a_model_says_which_it_chose(known):  # noqa: F811
@@ -129,13 +134,13 @@ def test_simulate_without_a_model_says_which_it_chose(known):  # noqa: F811
                                        "TESTGPU, imagenet/resnet50 at batch 256 (3 limits); pass --model and "
                                        "--batch-size for another")
     with pytest.raises(UsageError) as err:
-        dlwh.simulate(gpu="TESTGPU", db=known)
+        dlwh.simulate(budget_epochs=1, budget_kwh=1.0, gpu="TESTGPU", db=known)
     assert str(err.value) == "give one budget: --budget-epochs N or --budget-kwh X"
 
 
 def test_a_path_is_opened_and_closed_for_the_call(known, db_path: Path):  # noqa: F811
     known.close()
     frame = dlwh.predict(200, gpu="TESTGPU", model="resnet50", batch_size=256, db=db_path)
-    assert frame["time_per_epoch_s"].tolist() == pytest.approx([200])
+    assert frame["time_per_epoch_s"].tolist() == pytest.approx([125])
     con = dlwh.connect(db_path)  # no lock left behind
     con.close()

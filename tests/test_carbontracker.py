@@ -147,3 +147,20 @@ def test_bad_files_change_nothing(con, tmp_path, fixtures_dir, text, message, li
     assert result.outcome == "failed" and message in result.message, result.describe()
     assert result.line == line
     assert counts() == before
+
+
+@pytest.mark.parametrize("chop, cut", [(1, True), (0, False)])
+def test_log_cut_mid_line_loads_the_rest_and_warns(con, tmp_path, fixtures_dir, chop, cut):
+    lines = (fixtures_dir / "carbontracker" / "carbontracker-tests-std-log-rtx3060-none-power.log").read_text().split("\n")
+    at = next(i for i, ln in enumerate(lines) if "fetched every" in ln)     # '... DK: [102.0]'
+    path = tmp_path / "carbontracker.log"
+    path.write_text("\n".join(lines[:at + 1])[:-chop or None])
+    [result] = ingest_paths(con, [path], IngestOptions(tz="UTC"))
+    kinds = [r[0] for r in con.execute("SELECT kind FROM carbontracker_records ORDER BY kind").fetchall()]
+    if cut:
+        assert result.outcome == "loaded-with-warnings", result.describe()
+        assert result.message.endswith(f"line {at + 1} is cut off (the recording stopped mid-line?): skipped")
+        assert "intensity" not in kinds and "epoch" in kinds
+    else:
+        assert result.outcome == "loaded", result.describe()
+        assert "intensity" in kinds

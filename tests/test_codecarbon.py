@@ -137,7 +137,6 @@ def test_oldest_columns_and_pue_divided_out(con, tmp_path):
     ("2024-05-31T10:39:13,codecarbon,x,abc,1\n", "duration 'abc' is not a number", 2),
     ("2024-05-31T10:39:13,codecarbon,x,10,1\n2024-05-31T10:39:14,codecarbon,x,11\n", "row has 4 fields, the header 5", 3),
     ("yesterday,codecarbon,x,10,1\n", "timestamp 'yesterday' is not an ISO 8601 time", 2),
-    ("2024-05-31T10:39:13,codecarbon,x,10,1\n2024-05-31T10:39:14,codecarbon,x,11,0.00", "last line is incomplete", 3),
     ("2024-05-31T10:39:13,codecarbon,x,,1\n", "row without a duration", 2),
 ])
 def test_bad_files_change_nothing(con, tmp_path, fixtures_dir, body, message, line):
@@ -151,3 +150,22 @@ def test_bad_files_change_nothing(con, tmp_path, fixtures_dir, body, message, li
     assert result.outcome == "failed" and message in result.message, result.describe()
     assert result.line == line
     assert counts() == before
+
+
+@pytest.mark.parametrize("tail, cut", [
+    ("2024-05-31T10:39:14,codecarbon,x,11,", True),     # cut after a separator
+    ("2024-05-31T10:39:14,codecar", True),              # cut inside a field
+    ("2024-05-31T10:39:14,codecarbon,x,11,0.00", False),  # complete without its newline
+])
+def test_cut_last_line_loads_the_complete_rows_and_warns(con, tmp_path, tail, cut):
+    path = tmp_path / "emissions.csv"
+    path.write_text("timestamp,project_name,run_id,duration,emissions\n2024-05-31T10:39:13,codecarbon,x,10,1\n" + tail)
+    [result] = ingest_paths(con, [path], IngestOptions(tz="UTC"))
+    rows = con.execute("SELECT count(*) FROM codecarbon_emissions").fetchone()[0]
+    if cut:
+        assert result.outcome == "loaded-with-warnings", result.describe()
+        assert result.message.endswith("line 3 is cut off (the recording stopped mid-line?): skipped")
+        assert rows == 1
+    else:
+        assert result.outcome.startswith("loaded") and "cut off" not in result.message, result.describe()
+        assert rows == 2

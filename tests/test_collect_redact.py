@@ -62,6 +62,7 @@ def _collect(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
                           env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
 
 
+@pytest.mark.slow
 def test_a_planted_password_is_in_no_file_of_the_run_nor_the_warehouse(tmp_path):
     p = _collect(tmp_path)
     assert p.returncode == 0, p.stderr
@@ -85,9 +86,32 @@ def test_a_planted_password_is_in_no_file_of_the_run_nor_the_warehouse(tmp_path)
     assert stored == []
 
 
+@pytest.mark.slow
 def test_no_redact_keeps_the_command_line(tmp_path):
     p = _collect(tmp_path, "--no-redact")
     assert p.returncode == 0, p.stderr
     assert "look like secrets" not in p.stderr
     command = json.loads((tmp_path / "run" / "run.json").read_text())["command"]
     assert command[3:5] == ["--password", PLANTED]
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--", "no-such-program-dlwh", "--password", PLANTED],
+     127, "error: command not found: 'no-such-program-dlwh'; check the name or your PATH"),
+    (["--out", "used", "--", "true", "--password", PLANTED],
+     2, "error: used already exists and is not an empty directory; choose another --out"),
+    (["--source", "nvml,rapl", "--", "true", f"--token={PLANTED}"],
+     2, "error: unknown source 'rapl' in --source; use auto or any of nvml,nvidia-smi,perf,ipmi,powermetrics"),
+])
+def test_collect_errors_never_show_the_command_line(tmp_path, monkeypatch, args, code, message):
+    from typer.testing import CliRunner
+
+    from dlwh.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").write_text("")
+    r = CliRunner().invoke(app, ["collect", *args])
+    assert r.exit_code == code
+    assert r.output.strip().splitlines() == [message]
+    assert PLANTED not in r.output

@@ -246,3 +246,39 @@ def test_restore_with_nothing_recorded_and_with_a_bad_record(nv, tmp_path):
         restore_recorded([bad])
     with pytest.raises(DlwhError, match=r"no power-limit record at .*nope.json; check the path"):
         restore_recorded([tmp_path / "nope.json"])
+
+
+def test_a_stale_record_is_adopted_and_removed(nv, tmp_path, monkeypatch):
+    """A record left by a killed sweep (its process gone): its originals win, and it is gone afterwards."""
+    from dlwh.collect import limitstate
+
+    nv.nvmlInit()
+    nv.nvmlDeviceSetPowerManagementLimit(nv.nvmlDeviceGetHandleByIndex(0), 250000)  # left lowered
+    nv.nvmlShutdown()
+    nv.calls.clear()
+    dead = limitstate.Record("deadbeef", [limitstate.GpuLimit(0, UUID0, 700000)], pid=2 ** 22 + 1)
+    limitstate.save(dead)
+    logs: list[str] = []
+    sweep(["true"], [300], out=tmp_path / "sw", sources="nvml", log=logs.append)
+    assert logs[0] == (f"warning: sweep deadbeef (pid {2 ** 22 + 1}, started {dead.describe().split('started ')[1]} "
+                       f"did not restore GPU 0: it is at 250 W; using its recorded original 700 W "
+                       f"(record {dead.paths[0]})")
+    assert sets(nv)[-1] == (0, 700000) and nv._limits == {0: 700000}
+    assert limitstate.pending() == []
+
+
+def test_python_m_dlwh_collect_restore_on_a_node_without_the_cli(tmp_path):
+    """`python -m dlwh.collect restore` (GPU nodes without typer) puts a recorded limit back."""
+    from dlwh.collect import limitstate
+
+    state = tmp_path / "nvml.json"
+    state.write_text(json.dumps({"limits_mw": {"0": 300000}}))
+    rec = limitstate.Record("0badc0de", [limitstate.GpuLimit(0, UUID0, 700000)], pid=2 ** 22 + 1)
+    limitstate.save(rec)
+    env = dict(os.environ, PYTHONPATH=f"{PYLIB}{os.pathsep}{REPO}", FAKE_NVML_STATE=str(state))
+    p = subprocess.run([PY, "-m", "dlwh.collect", "restore"], env=env, capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stderr) == (0, "")
+    assert p.stdout == f"restored GPU 0 ({UUID0}): 300 W -> 700 W\n"
+    assert json.loads(state.read_text())["limits_mw"] == {"0": 700000} and limitstate.pending() == []
+    p = subprocess.run([PY, "-m", "dlwh.collect", "restore"], env=env, capture_output=True, text=True, timeout=60)
+    assert p.stdout == f"nothing to restore: no power-limit record of this host in {limitstate.state_dir()}\n"

@@ -129,6 +129,19 @@ def test_hourly_csv_new_header(con, tmp_path):
     ]
 
 
+def test_csv_cut_last_line_loads_the_complete_rows_and_warns(con, tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text(NEW_HEADER + "\n"
+                    "2021-01-01 00:00:00,Sweden,Sweden,SE,2.54,30.02,99.42,60.13,svk.se,true,ESTIMATED_FORECASTS_HIERARCHY\n"
+                    "2021-01-01 01:00:00,Sweden,Sweden,SE,2.6,30.32,99.4,59.52,svk.se,true,ESTIMATED_FORECASTS_HIERARCHY\n"
+                    "2021-01-01 02:00:00,Sweden,Swe")
+    [result] = ingest_paths(con, [path])
+    assert result.outcome == "loaded-with-warnings", result.describe()
+    assert result.message.endswith("; line 4 is cut off (the recording stopped mid-line?): skipped")
+    assert [r[:4] for r in _rows(con)] == [("SE", datetime(2021, 1, 1, 0), 3600.0, 30.02),
+                                           ("SE", datetime(2021, 1, 1, 1), 3600.0, 30.32)]
+
+
 def test_old_header_monthly_and_yearly_periods(con, tmp_path):
     (tmp_path / "monthly.csv").write_text(
         OLD_HEADER + "\n2022-01-01 00:00:00,Germany,Germany,DE,380.1,420.5,50,45,entsoe.eu,false,\n"
@@ -270,6 +283,8 @@ def test_base_url_and_token_from_environment_and_cli(con, db_path, server, runne
     (429, b'{"message": "Too many requests"}', {"Retry-After": "30"},
      "rate limit reached (HTTP 429: Too many requests ***); wait 30 s"),
     (400, b'{"error": "zone XX does not exist"}', {}, "rejected the request (HTTP 400 for 127.0.0.1"),
+    (404, b'{"message": "no such zone"}', {}, "has no such resource (HTTP 404 for 127.0.0.1"),
+    (503, b"maintenance", {}, "server error (HTTP 503"),
     (502, b"<html>bad gateway</html>", {}, "server error (HTTP 502"),
     (302, b"", {"Location": "http://elsewhere.example/v3/carbon-intensity/history"},
      "redirected 127.0.0.1"),
@@ -305,7 +320,8 @@ def test_bad_answers_are_clear_and_change_nothing(con, server, db_path, runner, 
     (503, b"busy", {}, 0),
     (502, b"bad gateway", {}, 0),
 ])
-def test_429_and_5xx_are_retried(con, server, first):
+def test_429_and_5xx_are_retried(con, server, first, monkeypatch):
+    monkeypatch.setattr("dlwh.carbon.emaps_http.BACKOFF_S", 0.01)  # urllib3 waits 0, then 2 x this
     history = _Replay.routes["/v3/carbon-intensity/history"]
     _Replay.routes["/v3/carbon-intensity/history"] = [first, first, history]
     result = fetch(con, "DE", token=TOKEN, base_url=server, allow_http=True, retries=2)
@@ -314,7 +330,8 @@ def test_429_and_5xx_are_retried(con, server, first):
     assert {tok for _, _, tok in _Replay.seen} == {TOKEN}
 
 
-def test_retries_run_out_with_a_clear_message(con, server):
+def test_retries_run_out_with_a_clear_message(con, server, monkeypatch):
+    monkeypatch.setattr("dlwh.carbon.emaps_http.BACKOFF_S", 0.01)
     _Replay.routes["/v3/carbon-intensity/history"] = (429, b'{"message": "slow down"}', {"Retry-After": "0"}, 0)
     with pytest.raises(DlwhError) as caught:
         fetch(con, "DE", token=TOKEN, base_url=server, allow_http=True, retries=2)

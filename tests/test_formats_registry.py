@@ -44,7 +44,7 @@ def test_formats_are_grouped_by_tool():
         parts = info.module.split(".")
         assert parts[:3] == ["dlwh", "ingest", "formats"] and len(parts) == 5, info.module  # formats.<tool>.<format>
         package = importlib.import_module(".".join(parts[:4]))
-        assert info.tool == package.TOOL and info.tool
+        assert info.tool == getattr(package, "TOOL", parts[3]) and info.tool
     listed = formats.list_formats()
     assert [i.name for i in listed] == [m.NAME for m in formats.load_formats()]
     query = next(i for i in listed if i.name == "nvidia-smi-query")
@@ -97,3 +97,42 @@ def test_detect_imports_formats_only_as_they_are_tried(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.startswith("dlwh-manifest ")
     assert "dlwh.ingest.formats.perf.stat_csv" not in out and "dlwh.ingest.formats.nvprof.trace" not in out
+
+
+def test_parsers_borrow_only_from_their_own_tool_and_shared_ingest_code():
+    """A format module imports its own tool's modules, dlwh.ingest's shared code and dlwh's base modules;
+    never another tool's parsers, dlwh.carbon, dlwh.models or dlwh.analysis."""
+    import ast
+
+    allowed = ("dlwh.errors", "dlwh._lazy", "dlwh.metrics", "dlwh.ingest.trace", "dlwh.ingest.lines",
+               "dlwh.ingest.timeutil", "dlwh.ingest.intervals", "dlwh.ingest.csvread", "dlwh.timeparse",
+               "dlwh.ingest.validate")
+    folder = ROOT / "dlwh" / "ingest" / "formats"
+    for path in sorted(folder.rglob("*.py")):
+        if path.parent == folder:
+            continue
+        tool = path.parent.name
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module else
+                     [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                if not name.startswith("dlwh"):
+                    continue
+                ok = name.startswith(f"dlwh.ingest.formats.{tool}") or name in allowed
+                assert ok, f"{path.relative_to(ROOT)} imports {name}"
+
+
+def test_a_raising_sniffer_is_stepped_over_in_use_and_raises_under_dlwh_debug(monkeypatch):
+    from dlwh.ingest.formats.perf import stat_json
+
+    def broken(head, path):
+        raise ValueError("sniffer bug")
+
+    monkeypatch.setattr(stat_json, "sniff", broken)
+    head = "timestamp, power.draw [W]\n2024/10/30 18:42:33.189, 22.89 W\n"
+    monkeypatch.delenv("DLWH_DEBUG", raising=False)
+    assert formats.detect(head, Path("x.csv")).NAME == "nvidia-smi-query"
+    monkeypatch.setenv("DLWH_DEBUG", "1")
+    with pytest.raises(ValueError, match="sniffer bug"):
+        formats.detect(head, Path("x.csv"))

@@ -64,15 +64,15 @@ def _bad_files(folder: Path) -> dict[str, bytes]:
     good = b"2026-11-21T10:00:00.000000Z,1,0,GPU-0,100\n2026-11-21T10:00:00.100000Z,2,0,GPU-0,101\n"
     return {
         "empty.csv": b"",
-        "truncated.jsonl": b'{"span_id": "a", "kind": "epoch", "name": "e", "start_utc": "2026-11-21T10:00:00Z", '
-                           b'"end_utc": "2026-11-21T10:00:01Z"}\n{"span_id": "b", "kind": "epo',
+        "not-json.jsonl": b'{"span_id": "a", "kind": "epoch", "name": "e", "start_utc": "2026-11-21T10:00:00Z", '
+                          b'"end_utc": "2026-11-21T10:00:01Z"}\n{"span_id": "b", "kind": "epo\n',
         "junk.bin": os.urandom(4096),
         "wrong-columns.csv": header + good + b"2026-11-21T10:00:00.200000Z,3,0,GPU-0,102,999,888\n",
         "bad-time.csv": header + b"yesterday,1,0,GPU-0,100\n",
     }
 
 
-@pytest.mark.parametrize("name", ["empty.csv", "truncated.jsonl", "junk.bin", "wrong-columns.csv", "bad-time.csv"])
+@pytest.mark.parametrize("name", ["empty.csv", "not-json.jsonl", "junk.bin", "wrong-columns.csv", "bad-time.csv"])
 def test_bad_file_is_one_clear_error_and_changes_nothing(tmp_path, db_path, con, runner, name):
     ingest_paths(con, [make_run(tmp_path / "good")])
     before = snapshot(con)
@@ -96,7 +96,7 @@ def test_error_messages_say_what_is_wrong(tmp_path, con):
         (tmp_path / name).write_bytes(data)
     results = {r.path.name: r for r in ingest_paths(con, [tmp_path / n for n in _bad_files(tmp_path)])}
     assert results["empty.csv"].message == "empty file"
-    assert "truncated" in results["truncated.jsonl"].message and results["truncated.jsonl"].line == 2
+    assert "not valid JSON lines" in results["not-json.jsonl"].message and results["not-json.jsonl"].line == 2
     assert "binary" in results["junk.bin"].message
     assert results["wrong-columns.csv"].message == "wrong number of columns (expected 5, found 6)"
     assert results["wrong-columns.csv"].line == 4
@@ -196,3 +196,30 @@ def test_tags_given_again_reach_a_run_loaded_before(tmp_path, con):
     dry = ingest_paths(con, [run], IngestOptions(tags={"note": "x"}, dry_run=True))
     assert {r.outcome for r in dry} <= {"unchanged", "skipped"}
     assert con.execute("SELECT count(*) FROM run_tags WHERE key = 'note'").fetchone() == (0,)
+
+
+SPAN = b'{"span_id": "%s", "kind": "epoch", "name": "e", "start_utc": "2026-11-21T10:00:00Z", "end_utc": "2026-11-21T10:00:01Z"}'
+NVML = (b"timestamp_utc,monotonic_ns,gpu_index,gpu_uuid,power_w\n"
+        b"2026-11-21T10:00:00.000000Z,1,0,GPU-0,100\n2026-11-21T10:00:00.100000Z,2,0,GPU-0,101\n")
+
+
+@pytest.mark.parametrize("name, data, kept", [
+    ("cut.jsonl", SPAN % b"a" + b'\n{"span_id": "b", "kind": "epo', 1),
+    ("whole.jsonl", SPAN % b"a" + b"\n" + SPAN % b"b", 2),
+    ("cut.csv", NVML + b"2026-11-21T10:00:00.200000Z,3,0,GP", 2),
+    ("cut-value.csv", NVML + b"2026-11-21T10:00:00.200000Z,3,0,GPU-0,", 2),
+    ("whole.csv", NVML + b"2026-11-21T10:00:00.200000Z,3,0,GPU-0,102", 3),
+])
+def test_a_recording_cut_mid_line_loads_every_complete_line(tmp_path, con, name, data, kept):
+    path = tmp_path / name
+    path.write_bytes(data)
+    (result,) = ingest_paths(con, [path])
+    table = "spans" if name.endswith(".jsonl") else "samples"
+    assert con.execute(f"SELECT count(*) FROM {table}").fetchone() == (kept,)
+    if name.startswith("whole"):   # complete without its last newline
+        assert result.outcome == "loaded", result.describe()
+    else:
+        assert result.outcome == "loaded-with-warnings", result.describe()
+        line = data.count(b"\n") + 1
+        assert result.message.endswith(f"line {line} is cut off (the recording stopped mid-line?): skipped")
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone() == (0,)

@@ -319,6 +319,18 @@ def test_truncated_last_line_loads_every_complete_line_and_warns(con, tmp_path, 
     assert counts(con)[0] == 16
 
 
+def test_nvidia_smi_error_lines_between_rows_are_skipped_with_one_warning(con, tmp_path):
+    rows = TWO_GPUS.splitlines()
+    lost = "Unable to determine the device handle for GPU 0000:3B:00.0: GPU is lost.  Reboot the system to recover this GPU"
+    noisy = [rows[0], rows[1], lost, rows[2], "No devices were found", rows[3], rows[4], lost]
+    result = ingest_one(con, write(tmp_path, "noisy.csv", "\n".join(noisy) + "\n"), tz="UTC")
+    assert result.outcome == "loaded-with-warnings", result.describe()
+    assert result.message.endswith("3 nvidia-smi error lines skipped (first at line 3)")
+    assert series(con, "power", "GPU 0 NVIDIA H200") == [(datetime(2026, 11, 21, 11, 15, 0, 100000), 120.5),
+                                                         (datetime(2026, 11, 21, 11, 15, 0, 200000), 121.0)]
+    assert counts(con)[0] == 16
+
+
 def test_complete_last_line_without_newline_is_complete(con, tmp_path):
     tail = "0, GPU-aaaa, NVIDIA H200, 2026/11/21 11:15:00.300, 122.00 W, 141.00 W, 1980 MHz, 99 %"
     result = ingest_one(con, write(tmp_path, "whole.csv", TWO_GPUS + tail), tz="UTC")
@@ -514,6 +526,16 @@ def test_dmon_cut_last_line_loads_the_rest_and_warns(con, tmp_path, tail, cut):
     else:  # complete without its newline
         assert result.outcome == "loaded", result.describe()
         assert power == [(datetime(2024, 1, 15, 10, 0), 100.0), (datetime(2024, 1, 15, 10, 0, 1), 101.0)]
+
+
+def test_dmon_error_lines_between_rows_are_skipped_with_one_warning(con, tmp_path):
+    head = "# gpu   pwr gtemp\n# Idx     W     C\n"
+    lost = "Unable to determine the device handle for GPU 0000:3B:00.0: GPU is lost.  Reboot the system to recover this GPU"
+    result = ingest_one(con, write(tmp_path, "noisy.txt", head + "    0   100    50\n" + lost + "\n    0   101    51\n"),
+                        start=START)
+    assert result.outcome == "loaded-with-warnings", result.describe()
+    assert result.message.endswith("1 nvidia-smi error lines skipped (first at line 4)")
+    assert series(con, "power") == [(datetime(2024, 1, 15, 10, 0), 100.0), (datetime(2024, 1, 15, 10, 0, 1), 101.0)]
 
 
 def test_dmon_bad_input(con, tmp_path):

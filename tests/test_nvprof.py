@@ -196,8 +196,24 @@ def test_events(con, tmp_path):
         ("Tesla K80 (0)", "kernel(float*)", 2, "inst_executed", 1024.0, 2048.0, 1536.0, "")]
 
 
+@pytest.mark.parametrize("text, cut", [
+    (CSV_TRACE.rstrip("\n")[:-30], True),           # inside the last row's kernel name
+    (CSV_TRACE.rstrip("\n"), False),                # complete without its newline
+])
+def test_cut_last_row_loads_the_rest_and_warns(con, tmp_path, text, cut):
+    (tmp_path / "trace.csv").write_text(text)
+    [result] = ingest_paths(con, [tmp_path / "trace.csv"], IngestOptions(start=START))
+    kernels = con.execute("SELECT count(*) FROM kernels").fetchone()[0]
+    if cut:
+        assert result.outcome == "loaded-with-warnings", result.describe()
+        assert result.message.endswith("line 6 is cut off (the recording stopped mid-line?): skipped")
+        assert kernels == 2
+    else:
+        assert result.outcome == "loaded", result.describe()
+        assert kernels == 3
+
+
 @pytest.mark.parametrize("name, text, message, line", [
-    ("cut.txt", CSV_TRACE.rstrip("\n")[:-30], "last line is incomplete", 6),
     ("noname.csv", CSV_TRACE.replace('"sgemm_kernel(float*, float const *) [320]"', '""'), "row without a kernel name", 6),
     ("badtime.txt", "==1== Profiling result:\n   Start  Duration  Name\nabc  1.5us  k()\n", "Start and Duration", 3),
     ("badmetric.txt", "==1== Metric result:\nInvocations  Metric Name  Metric Description  Min  Max  Avg\n"

@@ -179,7 +179,6 @@ BAD_FILES = {
     "no-value": GOOD + GOOD + "     0.200000000,,,cycles,100000000,100.00,,\n",
     "no-event": GOOD + "     0.200000000,5,,,100000000,100.00,,\n",
     "nine-fields": GOOD + "     0.200000000,5,,cycles,100000000,100.00,,,\n",
-    "no-line-end": GOOD + "     0.200000000,5,,cycles,100000000,100.00,,",
     "text-value": GOOD + "     0.200000000,lots,,cycles,100000000,100.00,,\n",
     "unknown-label": "     0.100000000,CPU0,77,,cycles,100000000,100.00,,\n"
                      "     0.100000000,#1,77,,cycles,100000000,100.00,,\n",
@@ -196,6 +195,26 @@ def test_bad_lines_refused_alike_by_every_path(tmp_path, monkeypatch, case):
     seen = _refusals(tmp_path, monkeypatch, path, IngestOptions(start="2024-01-01T00:00:00Z"))
     assert seen[0][0] == "failed" and seen[0][1] is not None
     assert seen[0] == seen[1] == seen[2]
+
+
+@pytest.mark.parametrize("tail, cut", [
+    ("     9.000000000,5,,cycles,100000000,100.00,,", False),   # complete without its line end
+    ("     9.000000000,5,,cycles,100000000,100.0", True),       # cut inside a field
+    ("     9.000000000,5,,cyc", True),                          # cut: fields missing
+])
+def test_last_line_without_line_end_alike_by_every_path(tmp_path, monkeypatch, tail, cut):
+    # 2,000 lines (past the 64 KiB head), so that DuckDB's CSV reader is tried too
+    body = "".join(f"     {i / 1000 + 0.001:.9f},{i},,cycles,100000000,100.00,,\n" for i in range(2000))
+    path = tmp_path / "log.csv"
+    path.write_text(body + tail, encoding="utf-8")
+    by_pandas, by_sql = _ingest_both(tmp_path, monkeypatch, path, {"start": "2024-01-01T00:00:00Z"})
+    assert len(by_sql["counters"]) == (2000 if cut else 2001)
+    (_, _, outcome, message), = by_sql["files"]
+    if cut:
+        assert outcome == "loaded-with-warnings"
+        assert message.endswith("line 2001 is cut off (the recording stopped mid-line?): skipped")
+    else:
+        assert outcome == "loaded", message
 
 
 @pytest.mark.slow

@@ -304,9 +304,9 @@ def test_start_wins_over_started_on_which_wins_over_run_json(con, tmp_path):
     assert "'# started on' read as local time in Europe/Berlin (run.json)" in result.message
     assert one(con, "SELECT min(ts) FROM counters") == (datetime(2024, 10, 30, 17, 42, 34),)
     loose = write(tmp_path, "loose.csv", text + "\n")
-    loaded(con, loose, "perf-stat-csv", start="2030-01-01T00:00:00Z", tz="UTC")
+    loaded(con, loose, "perf-stat-csv", start="2025-01-01T00:00:00Z", tz="UTC")
     assert one(con, "SELECT min(ts) FROM counters c JOIN files f ON f.sha256 = c.file_sha256 AND f.path = ?",
-               [str(loose.resolve())]) == (datetime(2030, 1, 1, 0, 0, 1),)
+               [str(loose.resolve())]) == (datetime(2025, 1, 1, 0, 0, 1),)
 
 
 # -- CSV layouts ----------------------------------------------------------------------------------------
@@ -531,12 +531,11 @@ def test_json_interval_socket_and_not_counted(con, tmp_path):
 BAD = {
     "garbage-line.csv": ("     1.000000000,100,,cycles,1000,100.00,,\n"
                          "     2.000000000,oops,,cycles,1000,100.00,,\n", 2, "not a perf stat -x, counter line"),
-    "truncated.csv": ("     1.000000000,100,,cycles,1000,100.00,,\n"
-                      "     2.000000000,100,,cyc", 2, "file truncated"),
     "too-many.csv": ("     1.000000000,100,,cycles,1000,100.00,,\n"
                      "     2.000000000,100,,cpu/event=0x3c,umask=0x0/,1000,100.00,,,,\n", 2, "more than perf stat"),
     "no-counters.txt": (" Performance counter stats for 'x':\n\n   just words here\n", None, "no perf stat counter lines"),
-    "truncated.txt": (" Performance counter stats for 'x':\n\n     1,234      cycl", 3, "file truncated"),
+    "truncated.txt": (" Performance counter stats for 'x':\n\n     1,234      cycl", None,
+                      "no perf stat counter lines found (line 3 is cut off (the recording stopped mid-line?): skipped)"),
     "bad-json.json": ('{"counter-value" : "1", "unit" : "", "event" : "cycles"}\n{"counter-value" : "2", "ev\n',
                       2, "not valid JSON"),
     "bad-value.json": ('{"counter-value" : "lots", "unit" : "", "event" : "cycles"}\n', 1, "is not a number"),
@@ -556,6 +555,33 @@ def test_bad_input_is_one_clear_error_and_changes_nothing(con, tmp_path, name):
     assert message in result.message and result.line == line, result.describe()
     assert "\n" not in result.message
     assert snapshot(con) == before
+
+
+CUT = {  # a recording killed mid-line: every complete line loads, the cut one is named
+    "cut.csv": ("     1.000000000,100,,cycles,1000,100.00,,\n     2.000000000,100,,cyc", 2, 1),
+    "cut-value.csv": ("     1.000000000,100,,cycles,1000,100.00,,\n     2.000000000,100,,cycles,1000,100.0", 2, 1),
+    "whole.csv": ("     1.000000000,100,,cycles,1000,100.00,,\n     2.000000000,101,,cycles,1000,100.00,,", None, 2),
+    "cut.txt": ("#           time             counts unit events\n     1.001000000              1,234      cycles\n"
+                "     2.002000000              1,300      cycl", 3, 1),
+    "whole.txt": ("#           time             counts unit events\n     1.001000000              1,234      cycles\n"
+                  "     2.002000000              1,300      cycles", None, 2),
+    "cut.json": ('{"interval" : 1.0, "counter-value" : "1", "unit" : "", "event" : "cycles"}\n'
+                 '{"interval" : 2.0, "counter-value" : "2", "ev', 2, 1),
+    "whole.json": ('{"interval" : 1.0, "counter-value" : "1", "unit" : "", "event" : "cycles"}\n'
+                   '{"interval" : 2.0, "counter-value" : "2", "unit" : "", "event" : "cycles"}', None, 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CUT))
+def test_cut_last_line_loads_every_complete_line_and_warns(con, tmp_path, name):
+    text, cut_line, counters = CUT[name]
+    result = load(con, write(tmp_path, name, text), start="2024-01-01T00:00:00Z")
+    assert one(con, "SELECT count(*) FROM counters") == (counters,)
+    if cut_line is None:  # a complete last line without its newline is complete
+        assert result.outcome == "loaded", result.describe()
+    else:
+        assert result.outcome == "loaded-with-warnings", result.describe()
+        assert result.message.endswith(f"line {cut_line} is cut off (the recording stopped mid-line?): skipped")
 
 
 def test_bad_input_through_the_cli(tmp_path, db_path, runner):

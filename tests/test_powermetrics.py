@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import plistlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -68,24 +68,46 @@ def test_fixture_macos12_layout(con, fixtures_dir):
 def test_fixture_energy_is_integrated(con, fixtures_dir):
     ingest_one(con, fixtures_dir / "powermetrics" / FIXTURE)
     row = con.execute("SELECT n_samples, energy_j, first_ts FROM run_energy WHERE sensor_name = 'Package'").fetchone()
-    assert row[0] == 10 and row[2] == at(11, 37, 8, 249355)
-    assert 0.0 < row[1] < 1.5   # < 1 s of at most 1.473 W
+    # readings cover their window (0010): the run starts where the first window starts
+    # (its midpoint 11:37:08.249355 minus half of its elapsed time) and each reading adds P x window
+    first_mid, first_window, pw_sum = con.execute(
+        "SELECT arg_min(ts, ts), arg_min(duration_s, ts), sum(value * duration_s) FROM samples "
+        "JOIN sensors USING (sensor_id) WHERE name = 'Package' AND metric = 'power'").fetchone()
+    assert first_mid == at(11, 37, 8, 249355)
+    assert row[0] == 10 and abs((row[2] - (first_mid - timedelta(seconds=first_window / 2))).total_seconds()) <= 1e-6
+    assert row[1] == pytest.approx(pw_sum)   # < 1 s of at most 1.473 W
 
 
-@pytest.mark.parametrize("keep_lines, chop, message, line", [
-    (522, 0, "the last sample is incomplete (no CPU Power, GPU Power, Package Power line", 476),
-    (525, 3, "last line is incomplete (file truncated?)", 525),
+@pytest.mark.parametrize("keep_lines, chop", [
+    (522, 0),   # the last sample (from line 476) lacks its CPU, GPU and Package Power lines
+    (525, 3),   # and here its last line is cut too: one warning, for the sample
 ])
-def test_fixture_truncated_is_refused_and_changes_nothing(tmp_path, con, fixtures_dir, keep_lines, chop, message, line):
+def test_fixture_truncated_loads_the_complete_samples_and_warns(tmp_path, con, fixtures_dir, keep_lines, chop):
     lines = (fixtures_dir / "powermetrics" / FIXTURE).read_text().split("\n")[:keep_lines]
     text = "\n".join(lines) + "\n"
     path = write(tmp_path, "cut.txt", text[:-1 - chop] if chop else text)
-    ingest_one(con, DATA / "plist-stream.plist")        # something already in the warehouse
-    before = counts(con)
     result = ingest_one(con, path)
-    assert result.outcome == "failed"
-    assert message in result.message and result.line == line
-    assert counts(con) == before
+    assert result.outcome == "loaded-with-warnings", result.describe()
+    assert result.message.endswith("the last sample (from line 476) is incomplete "
+                                   "(the recording stopped mid-sample?): skipped")
+    assert "cut off" not in result.message
+    row = con.execute("SELECT n_samples FROM run_energy WHERE sensor_name = 'Package'").fetchone()
+    assert row == (9,)   # the fixture's 10 samples but the last
+
+
+def test_cut_last_line_outside_a_reading_is_skipped_with_a_warning(tmp_path, con, fixtures_dir):
+    text = (fixtures_dir / "powermetrics" / FIXTURE).read_text()
+    path = write(tmp_path, "cut.txt", text + "*** Sampled system act")
+    result = ingest_one(con, path)
+    assert result.outcome == "loaded-with-warnings", result.describe()
+    assert result.message.endswith(f"line {text.count(chr(10)) + 1} is cut off (the recording stopped mid-line?): skipped")
+    assert con.execute("SELECT n_samples FROM run_energy WHERE sensor_name = 'Package'").fetchone() == (10,)
+
+
+def test_complete_last_line_without_newline_is_complete(tmp_path, con, fixtures_dir):
+    text = (fixtures_dir / "powermetrics" / FIXTURE).read_text()
+    result = ingest_one(con, write(tmp_path, "whole.txt", text.rstrip("\n")))
+    assert result.outcome == "loaded", result.describe()
 
 
 # --- macOS 14 layout (hand-made, tests/data/powermetrics) ------------------------------------------

@@ -247,3 +247,97 @@ def test_collect_still_imports_without_fvcore_and_the_analysis_stack():
             "print(bad); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(ROOT))
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_transfer_recovers_a_gpu_twice_as_fast():
+    ref = U.ReferenceFit("REF", "fp32", _theta(conv=5e13, linear=2e13, bw_matrix=2e12, bw_other=1e12),
+                         np.array([0.3, 0.6, 0.2, 0.0]), np.array([-0.2, 0.2]), np.array([-0.1, 0.1]), "test")
+    wide = U._wide(U.structure_table())
+    import pandas as pd
+
+    runs = pd.DataFrame({"model": ["resnet18", "vgg11"], "batch_size": [64, 32]})
+    fast = ref.theta + np.log(2.0) * U._SCALE_SIGN  # every rate doubled, every per-kernel cost halved
+    f = U.step_features(wide, runs["model"], runs["batch_size"])
+    runs["throughput_sps"] = runs["batch_size"] / U.roofline_parts(f, fast)["time_s"]
+    runs["power_w"] = 0.9 * 300.0 * U.predict_power(U.roofline_parts(f, fast), ref.power_coef)
+    fitted = U.fit_transfer(ref, runs, wide, 300.0)
+    assert math.exp(fitted.scale) == pytest.approx(2.0, rel=1e-3)
+    tp, pw = fitted.predict(["resnet34"], [64])
+    g = U.step_features(wide, ["resnet34"], [64])
+    assert tp[0] == pytest.approx(64 / U.roofline_parts(g, fast)["time_s"][0], rel=1e-3)
+    assert pw[0] == pytest.approx(0.9 * 300.0 * U.predict_power(U.roofline_parts(g, fast), ref.power_coef)[0], rel=1e-3)
+
+
+def test_shipped_reference_is_read():
+    refs = U.read_reference()
+    assert [(r.gpu, r.precision) for r in refs] == [("H200", "fp32")]
+    assert refs[0].theta.shape == (len(U.PARAM_NAMES),) and refs[0].q_throughput[0] < 0 < refs[0].q_throughput[1]
+    assert "python benchmarks/bench_new_model.py --write-prior" in refs[0].source
+
+
+@pytest.mark.slow
+def test_gpu_with_two_models_borrows_the_shipped_fit(tmp_path):
+    from dlwh.ingest.loader import ingest_paths
+    from dlwh.warehouse import open_warehouse
+
+    con = open_warehouse(tmp_path / "few.duckdb")
+    ingest_paths(con, [RUNS / "resnet18-bs64", RUNS / "vgg11-bs32"])
+    r = U.estimate_unconstrained(con, "H200", "resnet34", 64)
+    con.close()
+    assert r.method == "roofline-transfer"
+    assert r.notes[0].startswith("only 2 model(s) measured on H200 (3 needed for its own fit): the roofline fitted "
+                                 "on H200 (33 runs of 11 networks in examples/h200-bench;")
+    truth = 3072.4  # examples/h200-bench/runs/resnet34-bs64 (in the shipped fit: this checks the mechanics)
+    assert r.throughput_sps_lo < truth < r.throughput_sps_hi
+
+
+@pytest.mark.slow
+def test_only_runs_at_the_gpus_highest_limit_are_unconstrained(tmp_path):
+    from dlwh.ingest.loader import ingest_paths
+    from dlwh.warehouse import open_warehouse
+
+    con = open_warehouse(tmp_path / "limits.duckdb")
+    ingest_paths(con, [RUNS / "resnet18-bs64", RUNS / "resnet18-bs128", RUNS / "resnet18-bs32-layers"])
+    capped = con.execute("SELECT run_id FROM bench_results WHERE batch_size = 128").fetchone()[0]
+    con.execute("INSERT INTO run_tags (run_id, key, value) VALUES (?, 'power_limit_w', '300')", [capped])
+    runs = U.bench_runs(con)
+    con.close()
+    # the 300 W run is capped, the --layers --sync run is not a throughput measurement
+    assert runs[["model", "batch_size", "power_limit_w", "gpu_key"]].values.tolist() == [["resnet18", 64, 700.0, "H200"]]
+
+
+@pytest.mark.slow
+def test_predict_uses_the_estimate_for_a_model_never_measured(h200, runner):
+    from tests.conftest import invoke
+
+    db = h200.execute("SELECT file FROM pragma_database_list WHERE name = current_database()").fetchone()[0]
+    h200.execute("CHECKPOINT")
+    fit = invoke(runner, "fit", "--db", db)
+    assert fit.exit_code == 0, fit.output
+    out = invoke(runner, "predict", "--gpu", "H200", "--model", "vit_b_16", "--batch-size", "64",
+                 "--power-limit", "700", "--db", db)
+    assert out.exit_code == 0, out.output
+    est = U.estimate_unconstrained(h200, "H200", "vit_b_16", 64)
+    assert (f"note: no run of this configuration on H200: unconstrained throughput {est.throughput_sps:.4g} "
+            f"samples/s and power {est.power_w:.4g} W estimated (roofline); no --samples-per-epoch: an epoch "
+            "here is one step of 64 samples (pass --samples-per-epoch N for your dataset)") in out.output
+
+
+def test_store_structure_writes_one_model_and_replaces_it(con):
+    from dlwh.models.structure import CategoryCount, ModelStructure, store_structure
+
+    s = ModelStructure("mynet", "3x64x64", {
+        "conv": CategoryCount("conv", 3e9, 0, 2e6, 1e6, 40, 1_000_000),
+        "linear": CategoryCount("linear", 1e6, 0, 1e3, 2e6, 6, 500_000)})
+    assert store_structure(con, s) == 2
+    assert store_structure(con, s) == 2  # a re-run replaces, never duplicates
+    rows = con.execute("SELECT category, macs_per_sample, elems_fixed, kernels, params, torch_version IS NOT NULL "
+                       "FROM model_structure ORDER BY category").fetchall()
+    assert rows == [("conv", 3_000_000_000, 1_000_000, 40, 1_000_000, True), ("linear", 1_000_000, 2_000_000, 6, 500_000, True)]
+    assert "mynet" in set(U.structure_table(con)["model"])
+
+
+def test_conformal_quantiles_take_the_finite_sample_order_statistics():
+    e = np.arange(1, 40, dtype=float)  # 39 errors: ceil(0.95 * 40) = 38th smallest, floor(0.05 * 40) = 2nd
+    assert U.conformal_quantiles(e[::-1]).tolist() == [2.0, 38.0]
+    assert U.conformal_quantiles(np.array([0.3, -0.1, 0.2])).tolist() == [-0.1, 0.3]  # few errors: the extremes

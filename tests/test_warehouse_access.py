@@ -106,6 +106,7 @@ def test_transaction_rollback_on_purpose_commits_nothing(db_path):
 
 # -- read-only commands ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_typo_in_the_warehouse_path_is_an_error_and_makes_no_file(db_path, tmp_path, runner):
     open_warehouse(db_path).close()
     typo = tmp_path / "test.duckbd"
@@ -141,6 +142,7 @@ def _older_warehouse(db_path):
     return version
 
 
+@pytest.mark.slow
 def test_read_only_commands_do_not_migrate_an_older_warehouse_and_migrate_does(db_path, runner):
     old = _older_warehouse(db_path)
     before = db_path.read_bytes()
@@ -218,6 +220,7 @@ QUERY = ("SELECT i, i * 0.5 AS half, 'sensor-' || (i % 7) AS name, "
          "TIMESTAMP '2026-01-01 00:00:00' + to_seconds(i) AS ts FROM range(150000) t(i)")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 def test_streamed_output_equals_the_whole_result_formatted_at_once(fmt):
     con = duckdb.connect()
@@ -237,8 +240,8 @@ def _write_warehouse(db_path):
     return db_path
 
 
-@pytest.mark.parametrize("fmt", [pytest.param(["--max-rows", "100000"], marks=pytest.mark.slow),
-                                 ["--csv"], ["--json"]])
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", [["--max-rows", "100000"], ["--csv"], ["--json"]])
 def test_a_closed_pipe_ends_quietly(db_path, fmt):
     _write_warehouse(db_path)
     proc = subprocess.Popen([*CLI, "sql", "SELECT i, 'x' AS s FROM range(3000000) t(i)", "--db", str(db_path), *fmt],
@@ -253,6 +256,7 @@ def test_a_closed_pipe_ends_quietly(db_path, fmt):
                        "--json for all)\n")
 
 
+@pytest.mark.slow
 def test_sql_piped_to_head_through_a_shell(db_path):
     _write_warehouse(db_path)
     cmd = " ".join(CLI[:2]) + " 'from dlwh.cli import main; main()'"
@@ -260,6 +264,12 @@ def test_sql_piped_to_head_through_a_shell(db_path):
                                           f"--db {db_path} | head -2"],
                            capture_output=True, text=True, env=_env(), timeout=120)
     assert (shell.returncode, shell.stdout, shell.stderr) == (0, "range\n0\n", "")
+    # outside a command too: help text into a closed pipe (click/rich would exit 1)
+    shell = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd} --help | head -1 > /dev/null; echo $?; "
+                                          f"{cmd} sql 'SELECT 1' --db {db_path.parent / 'none.duckdb'} > /dev/null"],
+                           capture_output=True, text=True, env=_env(), timeout=120)
+    assert shell.stdout == "0\n"
+    assert shell.returncode == 1  # a real failure with stdout on /dev/null is still one
 
 
 HOLD = """
@@ -303,6 +313,7 @@ def test_several_readers_at_once(db_path):
     assert outs[4] == ("", "error: no fitted models in this warehouse; run dlwh fit first\n")
 
 
+@pytest.mark.slow
 def test_a_warehouse_held_by_a_writer_is_named_in_one_line(db_path):
     _with_table(db_path)
     holder = _holder(db_path, "rw")
@@ -423,3 +434,13 @@ def test_csv_of_other_statements_and_of_types_pandas_lacks():
     out = io.StringIO()
     write_query(con, "SELECT true AS b, 1.5::DECIMAL(4, 2) AS d, [1, 2] AS l, NULL AS n", out, "csv")
     assert out.getvalue() == 'b,d,l,n\ntrue,1.50,"[1, 2]",\n'
+
+
+def test_ingest_dry_run_makes_no_warehouse(tmp_path, runner):
+    trace = tmp_path / "n.csv"
+    trace.write_text("timestamp, power.draw [W]\n2024/01/01 10:00:00.000, 100.0 W\n")
+    path = tmp_path / "sub" / "x.duckdb"
+    result = invoke(runner, "ingest", "--dry-run", str(trace), "--db", str(path), "--tz", "UTC")
+    assert result.exit_code == 0, result.stderr
+    assert f"would load into {path}" in result.stdout and "would-load" in result.stdout
+    assert not (tmp_path / "sub").exists()

@@ -70,8 +70,10 @@ def parse_limits(text: str) -> list[float]:
             values = [float(p) for p in spec.split(",") if p.strip()]
     except ValueError:
         raise UsageError(f"power limits {text!r}: give W as 200, a list 150,200,250 or a range 100:300:25") from None
-    if not values or any(v <= 0 for v in values):
-        raise UsageError(f"power limits {text!r}: every limit must be a positive number of W")
+    if not values or any(not np.isfinite(v) or v <= 0 for v in values):
+        raise UsageError(f"power limits {text!r}: every limit must be a positive, finite number of W")
+    if len(values) > 1000:
+        raise UsageError(f"power limits {text!r}: {len(values)} limits; give at most 1000 (a coarser step)")
     return values
 
 

@@ -154,6 +154,9 @@ def build(con: duckdb.DuckDBPyConnection, db_path: str, budget_epochs: float = 1
                     problems.append(f"simulation of {dataset}/{model} on {gpu}: {err}")
     parts.append(_figure(lambda: plots.energy_time_vs_macs(con), "Time and energy per sample against MACs per "
                          "sample (log-log) with a least-squares line.", problems))
+    from dlwh.analysis.span_report import per_phase_html
+
+    parts.append(per_phase_html(con, _table))
     shown = most_informative_run(con)
     if shown:
         run_id, why = shown

@@ -51,6 +51,55 @@ class Simulation:
     intensity_source: str | None = None
     pue: float | None = None
     notes: list[str] = field(default_factory=list)
+    decision: "Decision | None" = None
+    slowdown_decision: "Decision | None" = None
+
+
+TIE_PCT = 0.5   # predicted energies within this of each other are a tie, not a choice
+
+
+@dataclass
+class Decision:
+    """The limit that minimises predicted energy (within a time constraint), its saving against the
+    reference limit (%), the 90 % interval of that saving, and whether the saving is beyond the
+    uncertainty (the interval excludes zero) and not a tie of flat predictions."""
+
+    limit_w: float | None
+    saving_pct: float
+    saving_lo_pct: float
+    saving_hi_pct: float
+    slowdown: float               # time per epoch at the limit / at the reference
+    decided: bool
+    reason: str
+    max_slowdown_pct: float | None = None
+
+
+def decide(table: pd.DataFrame, reference_w: float, max_slowdown_pct: float | None = None) -> Decision:
+    """The energy-minimal limit of a prediction table (power_limit_w, energy_per_epoch_j[_lo/_hi],
+    time_per_epoch_s), optionally among limits at most ``max_slowdown_pct`` % slower than the reference."""
+    t = table.set_index("power_limit_w")
+    e_ref, t_ref = float(t.loc[reference_w, "energy_per_epoch_j"]), float(t.loc[reference_w, "time_per_epoch_s"])
+    allowed = t
+    if max_slowdown_pct is not None:
+        allowed = t[t["time_per_epoch_s"] <= t_ref * (1 + max_slowdown_pct / 100) * (1 + 1e-9)]
+    best = float(allowed["energy_per_epoch_j"].idxmin())
+    row = t.loc[best]
+    saving = 100 * (1 - row["energy_per_epoch_j"] / e_ref)
+    lo = 100 * (1 - row.get("energy_per_epoch_j_hi", np.nan) / e_ref)
+    hi = 100 * (1 - row.get("energy_per_epoch_j_lo", np.nan) / e_ref)
+    slowdown = float(row["time_per_epoch_s"] / t_ref)
+    spread = 100 * (allowed["energy_per_epoch_j"].max() / allowed["energy_per_epoch_j"].min() - 1)
+    if best == reference_w or saving <= 0:
+        return Decision(reference_w, 0.0, 0.0, 0.0, 1.0, False,
+                        f"no limit is predicted to use less energy than {reference_w:g} W", max_slowdown_pct)
+    if spread < TIE_PCT:
+        return Decision(best, saving, lo, hi, slowdown, False,
+                        f"the predicted energies differ by less than {TIE_PCT:g} %: a tie, not a choice", max_slowdown_pct)
+    if np.isfinite(lo) and lo <= 0:
+        return Decision(best, saving, lo, hi, slowdown, False,
+                        "no limit saves energy beyond the uncertainty (the saving's 90 % interval includes zero)",
+                        max_slowdown_pct)
+    return Decision(best, saving, lo, hi, slowdown, True, "", max_slowdown_pct)
 
 
 def time_to_accuracy(con: duckdb.DuckDBPyConnection, dataset: str | None, model: str | None, batch_size: int,
@@ -110,6 +159,19 @@ def _carbon(con, zone, intensity, pue) -> tuple[float | None, str | None, float 
     return float(value), str(source), float(pue_value)
 
 
+def range_grid(con: duckdb.DuckDBPyConnection, gpu: str) -> list[float]:
+    """Limits across the GPU's known range (25 W steps up to 300 W wide, else 50 W), or []."""
+    from dlwh.analysis.predict import load_model
+
+    found = load_model(con, gpu, "time_per_epoch_s", "physics")
+    if found is None or found[0].max_w is None or found[0].min_w is None:
+        return []
+    low, high = float(found[0].min_w), float(found[0].max_w)
+    step = 25.0 if high - low <= 300 else 50.0
+    grid = list(np.arange(high, low - 1e-9, -step))[::-1]
+    return [float(v) for v in grid]
+
+
 def default_limits(con: duckdb.DuckDBPyConnection, gpu: str) -> list[float]:
     """The power limits measured on this GPU (the grid a simulation walks by default)."""
     rows = con.execute("SELECT DISTINCT power_limit_w FROM training_data WHERE gpu = ? ORDER BY 1", [gpu]).fetchall()
@@ -139,10 +201,15 @@ def _most_measured(con: duckdb.DuckDBPyConnection, q: Query) -> tuple[Query, str
 def simulate(con: duckdb.DuckDBPyConnection, q: Query, *, budget_epochs: float | None = None,
              budget_kwh: float | None = None, reference_limit: str | float = "max", eta: float = 0.5,
              target_metric: float | None = None, zone: str | None = None, intensity: float | None = None,
-             pue: float | None = None) -> Simulation:
-    """Simulate the budget over q.power_limits (empty: the GPU's measured limits)."""
-    if (budget_epochs is None) == (budget_kwh is None):
+             pue: float | None = None, max_slowdown_pct: float | None = None) -> Simulation:
+    """Simulate the budget over q.power_limits (empty: the GPU's measured limits, or a grid over its
+    power-limit range where fewer than three were measured). No budget: one epoch at the reference."""
+    if budget_epochs is not None and budget_kwh is not None:
         raise UsageError("give one budget: --budget-epochs N or --budget-kwh X")
+    if budget_epochs is None and budget_kwh is None:
+        budget_epochs = 1.0
+    if max_slowdown_pct is not None and not (np.isfinite(max_slowdown_pct) and max_slowdown_pct >= 0):
+        raise UsageError("--max-slowdown must be a percentage of 0 or more, e.g. 10")
     if not 0 <= eta <= 1:
         raise UsageError("--eta must lie between 0 and 1")
     if (budget_epochs is not None and budget_epochs <= 0) or (budget_kwh is not None and budget_kwh <= 0):
@@ -157,6 +224,12 @@ def simulate(con: duckdb.DuckDBPyConnection, q: Query, *, budget_epochs: float |
 
         _, _, gpu = resolve(con, q)
         limits = default_limits(con, gpu)
+        if len(limits) < 3:
+            grid = range_grid(con, gpu)
+            if grid:
+                limits = sorted(set(limits) | set(grid))
+                notes.append(f"fewer than three limits measured on {gpu}: simulating its power-limit range "
+                             f"{grid[0]:g}..{grid[-1]:g} W")
     if str(reference_limit).lower() == "max":
         reference = max(limits)
     else:
@@ -188,6 +261,9 @@ def simulate(con: duckdb.DuckDBPyConnection, q: Query, *, budget_epochs: float |
                      best_energy_limit_w=float(table["energy_per_epoch_j"].idxmin()),
                      best_cost_limit_w=float(table["cost_per_epoch"].idxmin()), prediction=pred,
                      notes=notes + list(pred.notes))
+    sim.decision = decide(pred.table, reference)
+    if max_slowdown_pct is not None:
+        sim.slowdown_decision = decide(pred.table, reference, max_slowdown_pct)
     base = pred.base
     tta = time_to_accuracy(con, base.get("dataset"), base.get("model"), int(base["batch_size"]),
                            base.get("optimizer"), target_metric)
@@ -227,6 +303,19 @@ def table_for_print(sim: Simulation) -> pd.DataFrame:
     return out
 
 
+def decision_line(d: Decision, reference_w: float) -> str:
+    """'energy-optimal limit: 450 W, saves 12.3 % (90 %: 4.1 .. 19.0 %) against 700 W, 1.18x the time'."""
+    scope = (f"energy-optimal limit within {d.max_slowdown_pct:g} % more time" if d.max_slowdown_pct is not None
+             else "energy-optimal limit")
+    if d.decided:
+        return (f"{scope}: {d.limit_w:g} W, saves {d.saving_pct:.1f} % energy per epoch (90 %: {d.saving_lo_pct:.1f} .. "
+                f"{d.saving_hi_pct:.1f} %) against {reference_w:g} W, at {d.slowdown:.2f}x the time per epoch")
+    if d.limit_w is not None and d.limit_w != reference_w:
+        return (f"{scope}: none chosen: {d.reason}; the point prediction's best is {d.limit_w:g} W "
+                f"({d.saving_pct:.1f} %, 90 %: {d.saving_lo_pct:.1f} .. {d.saving_hi_pct:.1f} %)")
+    return f"{scope}: none chosen: {d.reason}"
+
+
 def _less(saved_pct: float) -> str:
     return f"{saved_pct:.1f} % less" if saved_pct >= 0 else f"{-saved_pct:.1f} % more"
 
@@ -239,8 +328,11 @@ def summary_lines(sim: Simulation) -> list[str]:
         f"budget: {sim.budget_j / J_PER_KWH:.4g} kWh = {sim.budget_epochs_at_reference:g} epochs at the "
         f"reference limit {ref:g} W",
     ]
+    for d in (sim.decision, sim.slowdown_decision):
+        if d is not None:
+            lines.append(decision_line(d, ref))
     be = sim.best_energy_limit_w
-    lines.append(f"least energy: {be:g} W, {t.loc[be, 'energy_per_epoch_j'] / J_PER_KWH:.4g} kWh/epoch "
+    lines.append(f"least energy (point prediction): {be:g} W, {t.loc[be, 'energy_per_epoch_j'] / J_PER_KWH:.4g} kWh/epoch "
                  f"({_less(t.loc[be, 'saved_pct'])} than at {ref:g} W), {t.loc[be, 'epochs_in_budget']:.1f} epochs in the "
                  f"budget, {t.loc[be, 'time_per_epoch_s'] / t.loc[ref, 'time_per_epoch_s']:.2f}x the time per epoch")
     bc = sim.best_cost_limit_w

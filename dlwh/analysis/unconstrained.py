@@ -31,6 +31,7 @@ power cap: a new model") has the method, docs/accuracy.md its measured accuracy.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -59,7 +60,7 @@ class Unconstrained:
     power_w: float
     power_w_lo: float
     power_w_hi: float
-    method: str  # 'measured', 'roofline-calibrated', 'roofline' or 'macs-loglinear'
+    method: str  # 'measured', 'roofline-calibrated', 'roofline', 'roofline-transfer' or 'macs-loglinear'
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -340,6 +341,17 @@ def leave_one_model_out(kind: str, runs: pd.DataFrame, wide: pd.DataFrame | None
     return pd.concat(parts, ignore_index=True)
 
 
+def conformal_quantiles(errors: np.ndarray) -> np.ndarray:
+    """5 % and 95 % quantiles of held-out log errors with the split-conformal finite-sample correction
+    (the ceil(0.95 (n + 1))-th smallest of n errors, and its mirror), so that few errors give a wider,
+    not a narrower, 90 % interval; the extreme errors when n < 19."""
+    e = np.sort(np.asarray(errors, dtype=float))
+    n = len(e)
+    hi = min(n, math.ceil(0.95 * (n + 1))) - 1
+    lo = max(1, math.floor(0.05 * (n + 1))) - 1
+    return np.array([e[lo], e[hi]])
+
+
 _LOMO_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
@@ -350,7 +362,7 @@ def _lomo_quantiles(kind: str, runs: pd.DataFrame, wide: pd.DataFrame | None, li
         res = leave_one_model_out(kind, runs, wide, limit_w)
         lt = np.log(res["pred_throughput_sps"] / res["throughput_sps"])
         lp = np.log(res["pred_power_w"] / res["power_w"])
-        _LOMO_CACHE[key] = (np.quantile(lt, [0.05, 0.95]), np.quantile(lp, [0.05, 0.95]))
+        _LOMO_CACHE[key] = (conformal_quantiles(lt.to_numpy()), conformal_quantiles(lp.to_numpy()))
     return _LOMO_CACHE[key]
 
 
@@ -369,7 +381,89 @@ def calibration_quantiles(fitted: Fitted, runs: pd.DataFrame) -> tuple[np.ndarra
     # mean of the model's other batch sizes' log ratios, minus this one's: the held-out error
     other_t = (g["rt"].transform("sum").to_numpy() - rt) / (n - 1)
     other_p = (g["rp"].transform("sum").to_numpy() - rp) / (n - 1)
-    return np.quantile(other_t - rt, [0.05, 0.95]), np.quantile(other_p - rp, [0.05, 0.95])
+    return conformal_quantiles(other_t - rt), conformal_quantiles(other_p - rp)
+
+
+PRIOR_FILE = "roofline_prior.csv"
+TRANSFER_WIDEN = 1.5  # a borrowed fit's leave-one-model-out interval, widened (log scale) by this factor
+# one speed scale moves every rate alike: MAC rates and bandwidths up, per-kernel and per-step costs down
+_SCALE_SIGN = np.array([1, 1, 1, 1, 1, 1, -1, -1, -1], float)
+
+
+@dataclass(frozen=True)
+class ReferenceFit:
+    """A roofline fitted on one GPU's runs, shipped with dlwh (``dlwh/analysis/data/roofline_prior.csv``)."""
+
+    gpu: str
+    precision: str
+    theta: np.ndarray  # log rates, PARAM_NAMES order
+    power_coef: np.ndarray  # power / limit on (1, compute, memory, launch shares)
+    q_throughput: np.ndarray  # 5 %, 95 % of log(pred / truth), leave one model out
+    q_power: np.ndarray
+    source: str
+
+
+def reference_rows(runs: pd.DataFrame, wide: pd.DataFrame, limit_w: float, gpu: str, precision: str,
+                   source: str) -> list[dict[str, Any]]:
+    """Rows of the shipped prior file for one GPU and precision (name, value) from its runs."""
+    fitted = fit_roofline_learner(runs, wide, limit_w)
+    f = step_features(wide, runs["model"], runs["batch_size"])
+    coef = fit_power(roofline_parts(f, fitted.theta), runs["power_w"].to_numpy() / limit_w)  # type: ignore[attr-defined]
+    qt, qp = _lomo_quantiles("roofline", runs, wide, limit_w)
+    values = {**{f"log_{n}": v for n, v in zip(PARAM_NAMES, fitted.theta)},  # type: ignore[attr-defined]
+              **{f"power_coef_{i}": v for i, v in enumerate(coef)},
+              "q05_log_throughput": qt[0], "q95_log_throughput": qt[1], "q05_log_power": qp[0], "q95_log_power": qp[1]}
+    return [{"gpu": gpu, "precision": precision, "name": k, "value": repr(float(v)), "source": source}
+            for k, v in values.items()]
+
+
+def read_reference() -> list[ReferenceFit]:
+    """The shipped reference fits (empty when the file is absent)."""
+    import csv
+    import io
+    from importlib import resources
+
+    try:
+        text = resources.files("dlwh.analysis").joinpath("data", PRIOR_FILE).read_text(encoding="utf-8")
+    except (FileNotFoundError, OSError):
+        return []
+    by: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in csv.DictReader(io.StringIO(text)):
+        d = by.setdefault((r["gpu"], r["precision"]), {"source": r["source"]})
+        d[r["name"]] = float(r["value"])
+    out = []
+    for (gpu, prec), d in by.items():
+        out.append(ReferenceFit(gpu, prec, np.array([d[f"log_{n}"] for n in PARAM_NAMES]),
+                                np.array([d[f"power_coef_{i}"] for i in range(4)]),
+                                np.array([d["q05_log_throughput"], d["q95_log_throughput"]]),
+                                np.array([d["q05_log_power"], d["q95_log_power"]]), d["source"]))
+    return out
+
+
+def fit_transfer(ref: ReferenceFit, runs: pd.DataFrame, wide: pd.DataFrame, limit_w: float) -> Fitted:
+    """The reference roofline moved to another GPU by one speed scale and one power scale, both fitted
+    to that GPU's few runs (least squares in log space)."""
+    f = step_features(wide, runs["model"], runs["batch_size"])
+    y = np.log(runs["batch_size"].to_numpy() / runs["throughput_sps"].to_numpy())
+    from scipy.optimize import minimize_scalar
+
+    def loss(s: float) -> float:
+        return float(np.sum((np.log(roofline_parts(f, ref.theta + s * _SCALE_SIGN)["time_s"]) - y) ** 2))
+
+    scale = float(minimize_scalar(loss, bounds=(-4.0, 4.0), method="bounded").x)  # log speed scale
+    theta = ref.theta + scale * _SCALE_SIGN
+    frac = predict_power(roofline_parts(f, theta), ref.power_coef)
+    pscale = float(np.exp(np.mean(np.log(runs["power_w"].to_numpy() / limit_w / frac))))
+
+    def predict(models: Any, batch_sizes: Any) -> tuple[np.ndarray, np.ndarray]:
+        g = step_features(wide, models, batch_sizes)
+        p = roofline_parts(g, theta)
+        return g.batch / p["time_s"], limit_w * np.minimum(predict_power(p, ref.power_coef) * pscale, 1.0)
+
+    fitted = Fitted("roofline-transfer", predict)
+    fitted.theta = theta  # type: ignore[attr-defined]
+    fitted.scale = scale  # type: ignore[attr-defined]
+    return fitted
 
 
 PRECISIONS = {"fp32": "fp32", "float32": "fp32", "amp-bf16": "amp-bf16", "bf16": "amp-bf16", "amp": "amp-bf16"}
@@ -498,6 +592,21 @@ def estimate_unconstrained(
         notes.append(f"roofline over layer types fitted on {len(usable)} {prec} bench runs of {n_models} models on "
                      f"{key}; 90 % interval from leave-one-model-out errors")
         return Unconstrained(t, t_lo, t_hi, p, p_lo, min(p_hi, limit_w * 1.05), "roofline", notes)
+
+    refs = [r for r in read_reference() if r.precision == prec]
+    if canonical in wide.index and not usable.empty and refs:
+        ref = refs[0]
+        fitted = fit_transfer(ref, usable, wide, limit_w)
+        tp, pw = fitted.predict([canonical], [batch_size])
+        t, p = float(tp[0]), float(pw[0])
+        t_lo, t_hi = _interval(t, ref.q_throughput * TRANSFER_WIDEN)
+        p_lo, p_hi = _interval(p, ref.q_power * TRANSFER_WIDEN)
+        notes.append(f"only {usable['model'].nunique()} model(s) measured on {key} ({MIN_MODELS} needed for its own "
+                     f"fit): the roofline fitted on {ref.gpu} ({ref.source}) with one speed and one power scale "
+                     f"fitted to {len(usable)} {prec} run(s) on {key} ({math.exp(fitted.scale):.2f}x {ref.gpu}'s "  # type: ignore[attr-defined]
+                     f"speed); 90 % interval: {ref.gpu}'s leave-one-model-out errors widened {TRANSFER_WIDEN}x, "
+                     "not validated on this GPU")
+        return Unconstrained(t, t_lo, t_hi, p, p_lo, min(p_hi, limit_w * 1.05), "roofline-transfer", notes)
 
     size = (float(macs), float(params)) if macs is not None and params is not None else None
     if size is None and canonical is not None:

@@ -120,8 +120,9 @@ def _adopt_records(targets: list[GpuLimit], log: Callable[[str], None]) -> list[
             continue
         for g in overlap:
             t = mine[g.uuid]
-            log(f"warning: {rec.describe()} did not restore GPU {t.index}: it is at {t.original_mw / 1000:g} W; "
-                f"using its recorded original {g.original_mw / 1000:g} W (record {rec.paths[0]})")
+            if t.original_mw != g.original_mw:
+                log(f"warning: {rec.describe()} did not restore GPU {t.index}: it is at {t.original_mw / 1000:g} W; "
+                    f"using its recorded original {g.original_mw / 1000:g} W (record {rec.paths[0]})")
             t.original_mw = g.original_mw
         others = [g for g in rec.gpus if g.uuid not in mine]
         for g in others:

@@ -59,13 +59,16 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--n-estimators must be at least 1")
         with warehouse(db) as con, transaction(con):  # models and scores stored together or not at all
             report = run_fit(con, target=target, algo=algo, gpu=gpu, cv=cv, n_estimators=n_estimators,
-                             progress=lambda line: typer.echo(line, err=True))
+                             progress=lambda line: typer.echo(line, err=True), in_transaction=True)
         typer.echo(f"cross-validated accuracy ({cv}; MAPE of out-of-fold predictions, R² of log values):")
         typer.echo(score_table(report.scores).to_string(index=False))
+        typer.echo("(in brackets: the same error when nothing changes, i.e. each row predicted by its configuration's "
+                   "other runs; physics is scored by predicting new limits of a configuration from one run)")
         for gpu_name, p in report.physics.items():
             d = p["cap_offset_d_w"]
-            typer.echo(f"{gpu_name} power-limit model: cap = {p['cap_slope_c']} x limit {'-' if d < 0 else '+'} {abs(d)} W, "
-                       f"static power {p['static_power_w']} W, compute fraction {p['gpu_compute_fraction_phi']}")
+            typer.echo(f"{gpu_name} power-limit response ({p['kind']}): cap = {p['cap_slope_c']} x limit "
+                       f"{'-' if d < 0 else '+'} {abs(d)} W, static power {p['static_power_w']} W, "
+                       f"reference limit {p['reference_limit_w']:g} W")
         if summary or algo == "ols":
             for key, text in report.ols_summaries.items():
                 typer.echo(f"\nOLS {key}\n{text}")
@@ -113,7 +116,7 @@ def register(app: typer.Typer) -> None:
     @app.command("simulate")
     @friendly_errors
     def simulate_cmd(
-        budget_epochs: Optional[float] = typer.Option(None, "--budget-epochs", help="Budget: the energy of N epochs at the reference limit."),
+        budget_epochs: Optional[float] = typer.Option(None, "--budget-epochs", help="Budget: the energy of N epochs at the reference limit (default 1)."),
         budget_kwh: Optional[float] = typer.Option(None, "--budget-kwh", help="Budget in kWh."),
         reference_limit: str = typer.Option("max", "--reference-limit", help="Reference limit in W, or max."),
         power_limits: Optional[str] = typer.Option(None, "--power-limits", help="Limits to try, e.g. 100:300:25 (default: the GPU's measured limits)."),
@@ -123,6 +126,7 @@ def register(app: typer.Typer) -> None:
         batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size."),
         gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU."),
         dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset (default: the model's in the training data)."),
+        max_slowdown: Optional[float] = typer.Option(None, "--max-slowdown", help="Also name the least-energy limit that is at most this many % slower than the reference."),
         eta: float = typer.Option(0.5, "--eta", help="Weight of energy in the cost eta*energy + (1-eta)*max_power*time."),
         target_metric: Optional[float] = typer.Option(None, "--target-metric", help="Accuracy target for time-to-accuracy (default: the strictest most seeds reached)."),
         zone: Optional[str] = typer.Option(None, "--zone", help="Grid zone for emissions, e.g. DE."),
@@ -151,7 +155,8 @@ def register(app: typer.Typer) -> None:
         schedule = None
         with warehouse(db, read_only=True) as con:
             sim = simulate(con, q, budget_epochs=budget_epochs, budget_kwh=budget_kwh, reference_limit=reference_limit,
-                           eta=eta, target_metric=target_metric, zone=zone, intensity=intensity, pue=pue)
+                           eta=eta, target_metric=target_metric, zone=zone, intensity=intensity, pue=pue,
+                           max_slowdown_pct=max_slowdown)
             if carbon:
                 from dlwh.analysis.carbon_window import parse_window_time, schedule_for_simulation
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, List, Optional
 
 import typer
 
@@ -59,7 +61,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(line, err=result.outcome == "failed")
 
         try:
-            with warehouse(db) as con:
+            with _dry_run_warehouse(db) if dry_run else warehouse(db) as con:
                 results = ingest_paths(con, paths, options, on_file)
         finally:
             if progress is not None:
@@ -71,7 +73,28 @@ def register(app: typer.Typer) -> None:
         verb = "would load into" if dry_run else "warehouse:"
         typer.echo(f"{verb} {where}")
         if failed:
-            fail(f"{len(failed)} file(s) failed (listed above); the rest loaded and the failed ones changed nothing", 1)
+            internal = sum(1 for r in failed if r.internal)
+            bug = (f", {internal} of them on an internal error (a bug in dlwh: rerun with DLWH_DEBUG=1 and report it)"
+                   if internal else "")
+            fail(f"{len(failed)} file(s) failed (listed above){bug}; the rest loaded and the failed ones changed "
+                 "nothing", 1)
+
+
+@contextmanager
+def _dry_run_warehouse(db: Optional[str]) -> Iterator[Any]:
+    """--dry-run changes nothing: every file's transaction is rolled back, and where no warehouse exists
+    yet a temporary empty one stands in for it (no file or folder is made at --db)."""
+    import tempfile
+
+    from dlwh.warehouse import resolve_db_path, warehouse
+
+    if resolve_db_path(db).is_file():
+        with warehouse(db) as con:
+            yield con
+        return
+    with tempfile.TemporaryDirectory(prefix="dlwh-dry-run-") as tmp:
+        with warehouse(Path(tmp) / "dry-run.duckdb") as con:
+            yield con
 
 
 class _progress:

@@ -10,11 +10,23 @@ import duckdb
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+from dlwh.ingest.lines import complete_part, cut_warning, file_tail, lines_before, shaped_like
 
 
-def read_csv_strict(con: duckdb.DuckDBPyConnection, path: Path, what: str) -> pd.DataFrame:
+def read_csv_strict(con: duckdb.DuckDBPyConnection, path: Path, what: str, warnings: list[str],
+                    data: bytes | None = None) -> pd.DataFrame:
     """All columns as text (empty fields ''), named by the header; ParseError with the line for a row
-    with the wrong number of fields or broken quoting. ``what`` names the format in messages."""
+    with the wrong number of fields or broken quoting. ``what`` names the format in messages. A last
+    line cut mid-write (not shaped like the rows above it) is left out, and ``warnings`` says so."""
+    tail = file_tail(path, data)
+    if tail.cut and tail.line > 1 and not shaped_like(lines_before(path, tail, data), ",")(tail.text):
+        warnings.append(cut_warning(tail.line))
+        with complete_part(path, tail) as part:
+            return _read(con, part, what)
+    return _read(con, path, what)
+
+
+def _read(con: duckdb.DuckDBPyConnection, path: Path, what: str) -> pd.DataFrame:
     with path.open("r", encoding="utf-8", errors="replace", newline="") as handle:
         first = handle.readline()
     header = next(csv.reader([first.lstrip("\ufeff")]), [])

@@ -12,9 +12,12 @@ do not make a file another format (``mostly_records``), and are skipped with one
 from __future__ import annotations
 
 import os
+import re
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 _CHUNK = 1 << 24
 
@@ -87,6 +90,34 @@ def file_tail(path: Path, data: bytes | None = None) -> Tail:
     return Tail(end_block[newline + 1:].decode("utf-8", errors="replace"), count + 1, start)
 
 
+def lines_before(path: Path, tail: Tail, data: bytes | None = None, count: int = 200) -> list[str]:
+    """Up to ``count`` lines before the tail (from its last 64 KiB), to judge whether the tail is complete."""
+    if data is not None:
+        block = data[max(0, tail.start - (1 << 16)):tail.start]
+    else:
+        with path.open("rb") as handle:
+            handle.seek(max(0, tail.start - (1 << 16)))
+            block = handle.read(tail.start - max(0, tail.start - (1 << 16)))
+    return block.decode("utf-8", errors="replace").replace("\r\n", "\n").split("\n")[-count - 1:-1]
+
+
+@contextmanager
+def complete_part(path: Path, tail: Tail) -> Iterator[Path]:
+    """A temporary copy of the file's complete lines (all before ``tail``), for readers that take a path
+    and would stop at the cut line (DuckDB's strict CSV reader); removed on exit."""
+    with tempfile.TemporaryDirectory(prefix="dlwh-") as folder:
+        copy = Path(folder) / path.name
+        with path.open("rb") as src, copy.open("wb") as dst:
+            left = tail.start
+            while left > 0:
+                block = src.read(min(_CHUNK, left))
+                if not block:
+                    break
+                dst.write(block)
+                left -= len(block)
+        yield copy
+
+
 def drop_cut_line(text: str, is_complete: Callable[[str], bool], warnings: list[str]) -> str:
     """``text`` without its last line when that line has no line end and is not a complete record
     (a warning names it); otherwise ``text`` unchanged."""
@@ -95,6 +126,27 @@ def drop_cut_line(text: str, is_complete: Callable[[str], bool], warnings: list[
         return text
     warnings.append(cut_warning(tail.line))
     return text[: len(text) - len(tail.text)]
+
+
+_NUMBER = re.compile(r"[-+]?\d[\d.,'\u202f\u00a0]*")
+_WORD = re.compile(r"[^\W\d_][\w/\-.:]*")
+
+
+def line_shape(text: str, sep: str | None = None) -> str:
+    """A line's shape: numbers as '9', words as 'w', blanks folded (per ``sep``-separated cell when given).
+    A complete record has the shape of records before it; one cut mid-write mostly has not."""
+    if sep is not None:
+        return sep.join(line_shape(cell) for cell in text.split(sep))
+    return " ".join(_WORD.sub("w", _NUMBER.sub("9", text)).split())
+
+
+def shaped_like(recent: Iterable[str], sep: str | None = None, known_words: bool = False) -> Callable[[str], bool]:
+    """An ``is_complete`` test: the line has the shape of one of the ``recent`` lines (the lines before it)
+    and, with ``known_words``, each of its words is a word of those lines ('cycl' cut from 'cycles')."""
+    recent = [line for line in recent if line.strip()]
+    shapes = {line_shape(line, sep) for line in recent}
+    words = {w for line in recent for w in _WORD.findall(line)} if known_words else set()
+    return lambda line: line_shape(line, sep) in shapes and (not known_words or set(_WORD.findall(line)) <= words)
 
 
 def mostly_records(lines: Iterable[str], is_record: Callable[[str], bool], is_noise: Callable[[str], bool],

@@ -21,10 +21,14 @@ import duckdb
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import DlwhError, ParseError
+from dlwh.ingest.failure import describe, describe_duckdb_error  # noqa: F401  (describe_duckdb_error: API)
 from dlwh.ingest import formats
 from dlwh.ingest.formats.dlwh.manifest import load_manifest
 from dlwh.ingest.timeutil import local_zone, parse_utc, to_naive_utc, zone_from_name, zone_name
 from dlwh.ingest.trace import IngestContext, RunInfo, Table, Trace, drop_scratch
+from dlwh.ingest import validate
+from dlwh.ingest.validate import Limits
+from dlwh.warehouse.db import transaction
 
 HEAD_BYTES = 64 * 1024
 MANIFEST_NAME = "run.json"
@@ -41,6 +45,7 @@ class IngestOptions:
     tags: dict[str, str] = field(default_factory=dict)
     dry_run: bool = False
     format_options: dict[str, object] = field(default_factory=dict)  # e.g. {'fields': 'index,power.draw'}
+    limits: Limits = field(default_factory=Limits.from_env)  # what values are plausible (dlwh.ingest.validate)
 
     def reading_options(self) -> dict[str, object]:
         """The options given that change how a file reads (stored in files.options), by their CLI names."""
@@ -59,6 +64,7 @@ class FileResult:
     run_id: str | None = None
     message: str = ""
     line: int | None = None
+    internal: bool = False            # failed on an unexpected exception: a bug in dlwh
 
     def describe(self) -> str:
         """One line for people: path[:line]: outcome (format, rows) message."""
@@ -147,10 +153,11 @@ def _data_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    return [r[0] for r in con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = 'main' "
-        "ORDER BY ordinal_position", [table]).fetchall()]
+def _table_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    """{column: DuckDB type} of a warehouse table, in column order."""
+    return {r[0]: r[1] for r in con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
+        "AND table_schema = 'main' ORDER BY ordinal_position", [table]).fetchall()}
 
 
 class _Loader:
@@ -186,11 +193,15 @@ class _Loader:
         if self.options.start:
             try:
                 start = to_naive_utc(datetime.fromisoformat(self.options.start.replace("Z", "+00:00")), tz)
-            except ValueError:
+            except (ValueError, OverflowError):
                 raise DlwhError(f"--start {self.options.start!r} is not an ISO 8601 time such as 2024-10-30T18:42:33") from None
             start_source = "--start"
         elif manifest and manifest.get("start_utc"):
-            start, start_source = parse_utc(manifest["start_utc"]), "run.json"
+            try:
+                start, start_source = parse_utc(str(manifest["start_utc"])), "run.json"
+            except (ValueError, OverflowError):
+                raise ParseError(f"the run.json beside it has start_utc {str(manifest['start_utc'])[:40]!r}, "
+                                 "not an ISO 8601 time") from None
         if manifest:
             run_id = str(manifest["run_id"])
         else:
@@ -198,7 +209,7 @@ class _Loader:
         return IngestContext(
             path=path, con=self.con, run_id=run_id, tz=tz, tz_name=tz_name, tz_source=tz_source,
             start_utc=start, start_source=start_source, manifest=manifest,
-            options=dict(self.options.format_options),
+            options=dict(self.options.format_options), limits=self.options.limits,
         )
 
     # -- one file --------------------------------------------------------------------------
@@ -234,47 +245,44 @@ class _Loader:
             previous = (sha,)  # what this content loaded before goes
         ctx = self.context(path, sha)
         ctx.data = data
-        self.con.execute("BEGIN TRANSACTION")
+        trace: Trace | None = None
         try:
-            trace = module.parse(ctx)
-            if previous:
-                self._delete_file_rows(previous[0])
-            try:
-                rows = self._insert(trace, ctx, sha)
-            finally:
+            with transaction(self.con) as tx:  # ROLLBACK first on any error: cleanup cannot hide the cause
+                trace = module.parse(ctx)
+                if previous:
+                    self._delete_file_rows(previous[0])
+                rows = self._insert(trace, ctx, sha)  # every table passes dlwh.ingest.validate on its way in
                 drop_scratch(self.con, trace.scratch)
-            if rows == 0 and trace.run is None:
-                trace.warnings.append("no readings in this file")
-            message = "; ".join(trace.notes + trace.warnings)
-            outcome = "loaded-with-warnings" if trace.warnings else "loaded"
-            if reload_note:
-                message = "; ".join(x for x in (reload_note, message) if x)
-            self.con.execute(
-                "INSERT OR REPLACE INTO files (path, sha256, size_bytes, format, run_id, rows_loaded, ingested_at, "
-                "outcome, message, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [str(path), sha, size, trace.format, ctx.run_id, rows,
-                 datetime.now(timezone.utc).replace(tzinfo=None), outcome, message or None,
-                 json.dumps(given, sort_keys=True) if given else None],
-            )
-            if self.options.dry_run:
-                self.con.execute("ROLLBACK")
-                return FileResult(path, "would-load", trace.format, rows, ctx.run_id, replaced + message)
-            self.con.execute("COMMIT")
-        except ParseError as err:
-            self.con.execute("ROLLBACK")
-            return FileResult(path, "failed", module.NAME, message=str(err), line=err.line)
-        except DlwhError as err:
-            self.con.execute("ROLLBACK")
-            return FileResult(path, "failed", module.NAME, message=str(err))
-        except duckdb.Error as err:
-            self.con.execute("ROLLBACK")
-            message, line = describe_duckdb_error(err)
-            return FileResult(path, "failed", module.NAME, message=message, line=line)
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
+                if rows == 0 and trace.run is None:
+                    trace.warnings.append("no readings in this file")
+                message = "; ".join(trace.notes + trace.warnings)
+                outcome = trace_outcome(trace)
+                if reload_note:
+                    message = "; ".join(x for x in (reload_note, message) if x)
+                self.con.execute(
+                    "INSERT OR REPLACE INTO files (path, sha256, size_bytes, format, run_id, rows_loaded, "
+                    "ingested_at, outcome, message, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [str(path), sha, size, trace.format, ctx.run_id, rows,
+                     datetime.now(timezone.utc).replace(tzinfo=None), outcome, message or None,
+                     json.dumps(given, sort_keys=True) if given else None],
+                )
+                if self.options.dry_run:
+                    tx.rollback()
+                    self._cleanup(trace)
+                    return FileResult(path, "would-load", trace.format, rows, ctx.run_id, replaced + message)
+        except BaseException as err:
+            self._cleanup(trace)  # after the rollback
+            if not isinstance(err, Exception):
+                raise  # KeyboardInterrupt, SystemExit: stop the whole ingest (the file changed nothing)
+            return failure(path, err, module.NAME)
         return FileResult(path, trace_outcome(trace), trace.format, rows, ctx.run_id,
                           replaced.replace("replaces", "replaced") + message)
+
+    def _cleanup(self, trace: Trace | None) -> None:
+        """Drop what the parser and the loader left after a rollback (never raises)."""
+        self._unstage()
+        if trace is not None:
+            drop_scratch(self.con, trace.scratch)
 
     def _tag_file_run(self, sha: str) -> bool:
         """``--tag`` on a file loaded before: set the tags on the run it loaded into (True if it has one)."""
@@ -298,67 +306,113 @@ class _Loader:
             self.con.register("_dlwh_stage", table)
 
     def _unstage(self) -> None:
+        """Remove the staging view (never raises: after a failed INSERT the rollback removes it)."""
         try:
             self.con.unregister("_dlwh_stage")
         except duckdb.Error:
             pass
-        self.con.execute("DROP VIEW IF EXISTS _dlwh_stage")
-
-    def _insert_select(self, sql: str, table: Table, params: list) -> int:
-        self._stage(table)
         try:
-            return int(self.con.execute(sql, params).fetchone()[0])
-        finally:
-            self._unstage()
+            self.con.execute("DROP VIEW IF EXISTS _dlwh_stage")
+        except duckdb.Error:
+            pass
+
+    def _insert_select(self, sql: str | Callable[[dict[str, str]], tuple[str, dict]], table: Table,
+                       params: list | dict | None = None) -> int:
+        """Stage ``table`` as _dlwh_stage and run ``sql`` (or ``sql(stage column types)`` → (sql, params))."""
+        # no `finally`: after a failed INSERT the transaction is aborted, and the rollback cleans up
+        self._stage(table)
+        if callable(sql):
+            sql, params = sql(validate.stage_types(self.con, "_dlwh_stage"))
+        count = int(self.con.execute(sql, params or []).fetchone()[0])
+        self._unstage()
+        return count
 
     def _insert(self, trace: Trace, ctx: IngestContext, sha: str) -> int:
         rows = 0
-        prefix = sha[:16] + ":"
-        run_id = trace.run.run_id if trace.run else ctx.run_id
+        limits = self.options.limits
+        base = {"prefix": sha[:16] + ":", "sha": sha, "run_id": trace.run.run_id if trace.run else ctx.run_id}
+        run_id = base["run_id"]
         if trace.run is not None:
+            validate.check_run(trace.run, limits)
             self._insert_run(trace.run, sha)
+        kinds: dict[str, str] = {}
         if trace.sensors is not None and len(trace.sensors):
             sensors = _with_columns(trace.sensors, ("sensor_key", "kind", "name", "device_index",
                                                     "device_uuid", "device_name", "tool"))
-            self._insert_select(
+            kinds = {str(k): str(v) for k, v in zip(sensors["sensor_key"], sensors["kind"])} \
+                if not isinstance(sensors, duckdb.DuckDBPyRelation) else dict(sensors.select("sensor_key, kind").fetchall())
+            self._insert_select(lambda types: (
                 "INSERT INTO sensors (sensor_id, run_id, file_sha256, kind, name, device_index, device_uuid, device_name, tool) "
-                "SELECT ? || sensor_key, ?, ?, kind, name, "
-                "CAST(device_index AS INTEGER), device_uuid, device_name, tool FROM _dlwh_stage",
-                sensors, [prefix, run_id, sha])
+                "SELECT $prefix || sensor_key, $run_id, $sha, kind, name, "
+                f"{validate.check_integer('device_index', 'device_index', 'INTEGER', where='sensor_key', source_type=types.get('device_index'))}, "
+                "device_uuid, device_name, tool FROM _dlwh_stage", base), sensors)
         if trace.samples is not None:
             samples = _with_columns(trace.samples, ("sensor_key", "ts", "metric", "unit", "value", "duration_s"))
+            line = "line" if "line" in samples.columns else "NULL"
+            if validate.may_hold_energy_counters(samples):
+                self._stage(samples)
+                validate.check_energy_counters(self.con, "_dlwh_stage", line)
+            value, ceilings = validate.sample_value(limits, kinds, line)
+            ts = validate.check_time("ts", "time", limits, line, where="sensor_key")
+            duration = validate.check_number("duration_s", "duration_s", 0.0, validate.MAX_DURATION_S, line, where="sensor_key", unit="s")
             rows += self._insert_select(
-                "INSERT INTO samples (sensor_id, ts, metric, unit, value, duration_s, file_sha256) SELECT ? || sensor_key, ts, metric, unit, "
-                "CAST(value AS DOUBLE), CAST(duration_s AS DOUBLE), ? FROM _dlwh_stage "
-                "WHERE ts IS NOT NULL",
-                samples, [prefix, sha])
+                "INSERT INTO samples (sensor_id, ts, metric, unit, value, duration_s, file_sha256) "
+                f"SELECT $prefix || sensor_key, {ts}, metric, unit, {value}, {duration}, $sha "
+                "FROM _dlwh_stage WHERE ts IS NOT NULL", samples, {**ceilings, "prefix": base["prefix"], "sha": sha})
         if trace.counters is not None:
             counters = _with_columns(trace.counters, ("perf_run", "ts", "interval_s", "cpu", "pmu", "event",
                                                       "value", "unit", "reason", "run_time_ns", "enabled_pct"))
-            rows += self._insert_select(
-                "INSERT INTO counters (run_id, file_sha256, perf_run, ts, interval_s, cpu, pmu, event, value, unit, reason, "
-                "run_time_ns, enabled_pct) SELECT ?, ?, perf_run, ts, interval_s, cpu, pmu, event, "
-                "CAST(value AS DOUBLE), unit, reason, CAST(run_time_ns AS BIGINT), CAST(enabled_pct AS DOUBLE) "
-                "FROM _dlwh_stage", counters, [run_id, sha])
+            line = "line" if "line" in counters.columns else "NULL"
+
+            def counters_sql(types: dict[str, str]) -> tuple[str, dict]:
+                def n(col: str, lo: float | None = None, hi: float | None = None) -> str:
+                    return validate.check_number(col, col, lo, hi, line, where="event")
+
+                def i(col: str, sql_type: str) -> str:
+                    return validate.check_integer(col, col, sql_type, line, where="event", source_type=types.get(col))
+
+                return ("INSERT INTO counters (run_id, file_sha256, perf_run, ts, interval_s, cpu, pmu, event, value, unit, "
+                        "reason, run_time_ns, enabled_pct) "
+                        f"SELECT $run_id, $sha, {i('perf_run', 'INTEGER')}, "
+                        f"{validate.check_time('ts', 'time', limits, line, where='event')}, {n('interval_s', 0.0)}, "
+                        f"cpu, pmu, event, {n('value')}, unit, reason, {i('run_time_ns', 'BIGINT')}, "
+                        f"{n('enabled_pct', 0.0, 100.0)} FROM _dlwh_stage", {"run_id": run_id, "sha": sha})
+            rows += self._insert_select(counters_sql, counters)
         if trace.spans is not None:
             spans = _with_columns(trace.spans, ("span_id", "parent_id", "kind", "name", "start_ts", "end_ts",
                                                 "start_mono_ns", "end_mono_ns", "attrs"))
-            rows += self._insert_select(
-                "INSERT INTO spans (run_id, span_id, parent_id, kind, name, start_ts, end_ts, start_mono_ns, end_mono_ns, attrs, "
-                "file_sha256) SELECT ?, span_id, parent_id, kind, name, start_ts, end_ts, "
-                "start_mono_ns, end_mono_ns, attrs, ? FROM _dlwh_stage", spans, [run_id, sha])
+            line = "line" if "line" in spans.columns else "NULL"
+
+            def spans_sql(types: dict[str, str]) -> tuple[str, dict]:
+                def t(col: str) -> str:
+                    return validate.check_time(col, col, limits, line, where="'span ' || span_id")
+
+                def i(col: str) -> str:
+                    return validate.check_integer(col, col, "BIGINT", line, where="'span ' || span_id",
+                                                  source_type=types.get(col))
+
+                return ("INSERT INTO spans (run_id, span_id, parent_id, kind, name, start_ts, end_ts, start_mono_ns, "
+                        "end_mono_ns, attrs, file_sha256) "
+                        f"SELECT $run_id, span_id, parent_id, kind, name, {t('start_ts')}, "
+                        f"{t('end_ts')}, {i('start_mono_ns')}, {i('end_mono_ns')}, attrs, $sha FROM _dlwh_stage",
+                        {"run_id": run_id, "sha": sha})
+            rows += self._insert_select(spans_sql, spans)
         for name, table in trace.tables.items():
-            columns = _table_columns(self.con, name)
-            if "file_sha256" not in columns:
+            target = _table_types(self.con, name)
+            if "file_sha256" not in target:
                 raise DlwhError(f"internal: table {name} cannot hold file rows")
             extra = {"file_sha256": sha}
-            if "run_id" in columns:
+            if "run_id" in target:
                 extra["run_id"] = run_id
-            frame_cols = list(table.columns)
-            fills = ", ".join(f"? AS {col}" for col in extra if col not in frame_cols)
-            rows += self._insert_select(
-                f'INSERT INTO "{name}" BY NAME SELECT *{", " + fills if fills else ""} FROM _dlwh_stage',
-                table, [extra[c] for c in extra if c not in frame_cols])
+
+            def table_sql(types: dict[str, str], name=name, target=target, extra=extra) -> tuple[str, dict]:
+                line = '"line"' if "line" in types else "NULL"
+                cols = [f'{validate.column_check(c, target[c], types[c], name, limits, line)} AS "{c}"'
+                        if c in target else f'"{c}"' for c in types]
+                cols += [f"${c} AS {c}" for c in extra if c not in types]
+                return (f'INSERT INTO "{name}" BY NAME SELECT {", ".join(cols)} FROM _dlwh_stage',
+                        {c: v for c, v in extra.items() if c not in types})
+            rows += self._insert_select(table_sql, table)
         has_readings = any(t is not None for t in (trace.samples, trace.counters, trace.spans))
         if trace.run is None and has_readings:
             # a loose trace gets a run of its own; pure reference data (intensity, summaries) does not
@@ -391,27 +445,27 @@ class _Loader:
             "  WHERE se.run_id = ?) b WHERE runs.run_id = ? AND runs.source = 'file'", [run_id, run_id])
 
 
-_CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
-_COLUMNS = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
-
-
 def _describe_options(options: dict[str, object]) -> str:
     """{'start': 'X', 'interval_s': 1} → '--start X --interval-s 1' ('no options' if empty)."""
     return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in sorted(options.items())) or "no options"
 
 
-def describe_duckdb_error(err: Exception) -> tuple[str, int | None]:
-    """A DuckDB error (often from read_csv) as one line for people, and the line number if known."""
-    text = str(err)
-    line_match = _CSV_LINE.search(text)
-    line = int(line_match.group(1)) if line_match else None
-    columns = _COLUMNS.search(text)
-    if columns:
-        return f"wrong number of columns (expected {columns.group(1)}, found {columns.group(2)})", line
-    first = text.strip().splitlines()[0]
-    if line_match:
-        return f"cannot read this CSV ({first})", line
-    return f"could not load ({first})", line
+def failure(path: Path, err: BaseException, fmt: str | None = None) -> FileResult:
+    """The FileResult of a file whose reading, parsing or loading raised ``err`` (see dlwh.ingest.failure)."""
+    why = describe(err)
+    if why.line is None and why.message.startswith("a number has more than 4,300 digits"):
+        why.line = _line_of_long_number(path)
+    return FileResult(path, "failed", fmt, message=why.message, line=why.line, internal=why.internal)
+
+
+def _line_of_long_number(path: Path) -> int | None:
+    """The line of the first run of over 4,300 digits in the file (linear scan), or None."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    found = re.search(rb"[0-9]{4301}", data)
+    return data.count(b"\n", 0, found.start()) + 1 if found else None
 
 
 def trace_outcome(trace: Trace) -> str:
@@ -420,7 +474,8 @@ def trace_outcome(trace: Trace) -> str:
 
 
 def _with_columns(table: Table, columns: tuple[str, ...]) -> Table:
-    """A DataFrame with every expected column (missing ones NULL), in order; relations as they are."""
+    """A DataFrame with every expected column (missing ones NULL), in order, and its ``line`` column if it
+    has one (for messages); relations as they are."""
     if isinstance(table, duckdb.DuckDBPyRelation):
         missing = [c for c in columns if c not in table.columns]
         if missing:
@@ -430,7 +485,8 @@ def _with_columns(table: Table, columns: tuple[str, ...]) -> Table:
     for column in columns:
         if column not in frame.columns:
             frame[column] = None
-    return frame[list(columns)]
+    keep = list(columns) + (["line"] if "line" in frame.columns and "line" not in columns else [])
+    return frame[keep]
 
 
 def ingest_paths(
@@ -450,10 +506,8 @@ def ingest_paths(
     for number, (path, explicit) in enumerate(files, 1):
         try:
             result = loader.ingest(path, explicit)
-        except OSError as err:
-            result = FileResult(path, "failed", message=f"cannot read ({err.strerror})")
-        except DlwhError as err:
-            result = FileResult(path, "failed", message=str(err))
+        except Exception as err:  # one file's failure, whatever it is, never stops the others
+            result = failure(path, err)
         results.append(result)
         if on_file:
             on_file(result, number, len(files))
@@ -467,7 +521,7 @@ def summary_rows(results: list[FileResult]) -> list[tuple[str, str, int, int]]:
     """(outcome, format, files, rows) per outcome and format, sorted (the table printed after an ingest)."""
     counts: dict[tuple[str, str], list[int]] = {}
     for r in results:
-        key = (r.outcome.replace("-with-warnings", ""), r.format or "-")
+        key = ("internal-error" if r.internal else r.outcome.replace("-with-warnings", ""), r.format or "-")
         files_rows = counts.setdefault(key, [0, 0])
         files_rows[0] += 1
         files_rows[1] += r.rows

@@ -57,6 +57,7 @@ class IngestContext:
     manifest: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     data: bytes | None = field(default=None, repr=False)  # the file's bytes if the loader read them already
+    limits: Any = None  # dlwh.ingest.validate.Limits: what values are plausible (None: the defaults)
 
     def read_bytes(self) -> bytes:
         """The whole file's bytes (read once: the loader keeps what it hashed, if not too large)."""
@@ -105,7 +106,14 @@ class FormatModule(Protocol):
 
 
 def drop_scratch(con: duckdb.DuckDBPyConnection, entries: list[str]) -> None:
-    """Drop temporary objects named as in ``Trace.scratch`` ('TABLE name' / 'VIEW name'), in that order."""
+    """Drop temporary objects named as in ``Trace.scratch`` ('TABLE name' / 'VIEW name'), in that order.
+
+    Never raises: inside a transaction that an error has aborted, DuckDB refuses every statement, and
+    the error to report is the first one (objects created in that transaction go with its rollback).
+    """
     for entry in entries:
         kind, name = entry.split(" ", 1)
-        con.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} IF EXISTS "{name}"')
+        try:
+            con.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} IF EXISTS "{name}"')
+        except duckdb.Error:
+            pass

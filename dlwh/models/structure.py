@@ -241,6 +241,33 @@ def structure_rows(s: ModelStructure) -> list[dict[str, Any]]:
              "kernels": c.kernels, "params": c.params} for c in s.counts.values()]
 
 
+def store_structure(con: Any, s: ModelStructure) -> int:
+    """Replace the ``model_structure`` rows of (model, input) with ``s`` in one transaction; returns
+    the rows written. ``estimate_unconstrained`` then prices the model with the roofline."""
+    from datetime import datetime, timezone
+    from importlib import metadata
+
+    from dlwh.warehouse import transaction
+
+    rows = structure_rows(s)
+    cols = {c: [r[c] for r in rows] for c in COLUMNS}
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = None
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    with transaction(con):
+        con.execute("DELETE FROM model_structure WHERE model = ? AND input_desc = ?", [s.model, s.input_desc])
+        con.execute(
+            "INSERT INTO model_structure (model, input_desc, category, macs_per_sample, macs_fixed, elems_per_sample, "
+            "elems_fixed, kernels, params, torch_version, profiled_at) "
+            "SELECT ?, ?, unnest(?::VARCHAR[]), unnest(?::BIGINT[]), unnest(?::BIGINT[]), unnest(?::BIGINT[]), "
+            "unnest(?::BIGINT[]), unnest(?::INTEGER[]), unnest(?::BIGINT[]), ?, ?",
+            [s.model, s.input_desc, cols["category"], cols["macs_per_sample"], cols["macs_fixed"],
+             cols["elems_per_sample"], cols["elems_fixed"], cols["kernels"], cols["params"], torch_version, now])
+    return len(rows)
+
+
 _CACHE: list[dict[str, Any]] | None = None
 
 

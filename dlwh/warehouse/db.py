@@ -178,7 +178,7 @@ def upgrade(db: str | os.PathLike[str] | None = None) -> tuple[int, int]:
     before = 0
     if path.is_file():
         try:
-            con = duckdb.connect(str(path), read_only=True)
+            con = _connect(path, read_only=True)
         except duckdb.Error:
             con = None  # open_warehouse below says what is wrong
         if con is not None:

@@ -2,7 +2,7 @@
 
 Formats are grouped by the tool that writes them: ``formats/<tool>/<format>.py``, with what a tool's
 parsers share in ``formats/<tool>/_common.py`` and the tool's name in ``formats/<tool>/__init__.py``
-(``TOOL``). A format module provides what ``dlwh.ingest.trace.FormatModule`` says (NAME, DESCRIPTION,
+(``TOOL``; the folder's name where there is none). A format module provides what ``dlwh.ingest.trace.FormatModule`` says (NAME, DESCRIPTION,
 EXTENSIONS, sniff, parse). Formats are tried in this order, each imported only when it is tried; the
 first whose sniff() says yes parses the file.
 """
@@ -10,6 +10,7 @@ first whose sniff() says yes parses the file.
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from types import ModuleType
 from typing import NamedTuple
@@ -30,6 +31,7 @@ FORMAT_MODULES: tuple[str, ...] = (
     "dlwh.ingest.formats.zeus.summary_power",
     "dlwh.ingest.formats.zeus.summary_train",
     "dlwh.ingest.formats.zeus.profile",
+    "dlwh.ingest.formats.zeus.perseus_global",
     "dlwh.ingest.formats.codecarbon.emissions_csv",
     "dlwh.ingest.formats.carbontracker.log",
     "dlwh.ingest.formats.nvprof.trace",
@@ -45,13 +47,19 @@ def load_formats() -> list[ModuleType]:
 
 
 def detect(head: str, path: Path) -> ModuleType | None:
-    """The first format whose sniff() accepts ``head``, or None (modules imported as they are tried)."""
+    """The first format whose sniff() accepts ``head``, or None (modules imported as they are tried).
+
+    A sniffer that raises is a bug (tests/test_formats_registry.py calls each one directly, so that it
+    fails there); here it must not stop the detection of the others, unless DLWH_DEBUG is set.
+    """
     for name in FORMAT_MODULES:
         module = importlib.import_module(name)
         try:
             if module.sniff(head, path):
                 return module
-        except Exception:  # a sniffer must never stop detection of the others
+        except Exception:
+            if os.environ.get("DLWH_DEBUG"):
+                raise
             continue
     return None
 
@@ -71,6 +79,7 @@ def list_formats() -> list[FormatInfo]:
     out = []
     for name in FORMAT_MODULES:
         module = importlib.import_module(name)
-        package = importlib.import_module(name.rsplit(".", 1)[0])
-        out.append(FormatInfo(module.NAME, package.TOOL, module.DESCRIPTION, tuple(module.EXTENSIONS), name))
+        package_name = name.rsplit(".", 1)[0]
+        tool = getattr(importlib.import_module(package_name), "TOOL", package_name.rsplit(".", 1)[-1])
+        out.append(FormatInfo(module.NAME, tool, module.DESCRIPTION, tuple(module.EXTENSIONS), name))
     return out

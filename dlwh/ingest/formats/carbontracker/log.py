@@ -18,6 +18,7 @@ from dlwh._lazy import pandas as pd
 from dlwh.ingest.intervals import step_samples
 from dlwh.errors import ParseError
 from dlwh.ingest.timeutil import local_to_utc
+from dlwh.ingest.lines import drop_cut_line, shaped_like
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "carbontracker"
@@ -52,15 +53,39 @@ def sniff(head: str, path: Path) -> bool:
     return "carbontracker" in head.lower() and bool(_KNOWN.search(head))
 
 
+def _complete_line(text: str):
+    """``is_complete`` for the last line: a message of PATTERNS whole (its brackets closed), or another
+    line shaped like one above it."""
+    shaped = shaped_like(text[max(0, len(text) - 65536):].split("\n")[-201:-1])
+    patterns = [re.compile(p) for p in PATTERNS.values() if p != PATTERNS["equivalent"]]
+
+    def complete(line: str) -> bool:
+        prefix = _PREFIX.match(line)
+        msg = re.sub(r"^CarbonTracker:\s*", "", (prefix.group("msg") if prefix else line).strip())
+        if any(p.search(msg) for p in patterns):
+            return msg.count("[") == msg.count("]")
+        return shaped(line)
+
+    return complete
+
+
 def _seconds(parts: pd.DataFrame, first: int) -> pd.Series:
     days = pd.to_numeric(parts[first], errors="coerce").fillna(0)
     h, m, s = (pd.to_numeric(parts[first + i], errors="coerce") for i in (1, 2, 3))
     return days * 86400 + h * 3600 + m * 60 + s
 
 
-def _powers(text: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """'[136.8 12.1]' / '[None]' / 'None' → (sum over devices or NULL, list of per-device values)."""
+def _powers(text: pd.Series, lines: pd.Series | None = None) -> tuple[pd.Series, pd.Series]:
+    """'[136.8 12.1]' / '[None]' / 'None' → (sum over devices or NULL, list of per-device values).
+
+    A token that is neither a number nor None is a ParseError at its line (``lines``, by ``text``'s index)."""
     tokens = text.str.strip().str.strip("[]").str.replace(",", " ").str.split()
+    flat = tokens.explode().dropna()
+    bad = (flat != "None") & pd.to_numeric(flat, errors="coerce").isna()
+    if bad.any():
+        at = bad.idxmax()
+        raise ParseError(f"power value {str(flat[bad].iloc[0])[:40]!r} is not a number",
+                         line=int(lines[at]) if lines is not None else None)
     values = tokens.map(lambda ts: [None if t == "None" else float(t) for t in ts] if isinstance(ts, list) else [])
     total = values.map(lambda vs: float(sum(v for v in vs if v is not None)) if any(v is not None for v in vs) else np.nan)
     return total, values
@@ -68,7 +93,9 @@ def _powers(text: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 def parse(ctx: IngestContext) -> Trace:
     """Split lines, match each known message, then assemble epoch, intensity and summary records."""
+    cut: list[str] = []
     text = ctx.read_text()
+    text = drop_cut_line(text, _complete_line(text), cut)
     lines = pd.Series(text.splitlines(), dtype="object")
     if lines.empty:
         raise ParseError("empty carbontracker output")
@@ -106,7 +133,7 @@ def parse(ctx: IngestContext) -> Trace:
             raise ParseError("'Duration:' line before any 'Epoch N:' line", line=int(line_no[i]))
         pw = m["power"].dropna()
         per = pd.DataFrame({"epoch": epoch_no[pw.index], "component": pw[0].str.lower(), "text": pw[1]})
-        per["total"], per["values"] = _powers(per["text"])
+        per["total"], per["values"] = _powers(per["text"], line_no)
         for component in ("gpu", "cpu"):
             part = per[per["component"] == component].drop_duplicates("epoch", keep="last").set_index("epoch")
             epochs[f"{component}_power_w"] = epochs["epoch"].map(part["total"])
@@ -149,7 +176,8 @@ def parse(ctx: IngestContext) -> Trace:
         if column not in table:
             table[column] = None
     table = table[keep].sort_values("line", kind="stable").reset_index(drop=True)
-    return Trace(format=NAME, sensors=sensors, samples=samples, tables={"carbontracker_records": table}, notes=notes)
+    return Trace(format=NAME, sensors=sensors, samples=samples, tables={"carbontracker_records": table}, notes=notes,
+                 warnings=cut)
 
 
 def _summaries(m: dict[str, pd.DataFrame], line_no: pd.Series, ts: pd.Series) -> pd.DataFrame | None:

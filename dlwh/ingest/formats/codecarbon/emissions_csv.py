@@ -19,6 +19,7 @@ from dlwh._lazy import pandas as pd
 from dlwh.ingest.csvread import read_csv_strict
 from dlwh.ingest.intervals import step_samples
 from dlwh.errors import ParseError
+import dlwh.ingest.validate as validate
 from dlwh.ingest.timeutil import local_to_utc
 from dlwh.ingest.trace import IngestContext, Trace
 
@@ -50,6 +51,9 @@ COMPONENTS = (("cpu", "cpu_energy_kwh", "cpu", "cpu_model"), ("gpu", "gpu_energy
 _SAME_START_S = 2.5  # rows without run_id whose start times differ by less than this are one tracker run
 
 
+MAX_DURATION_S = 10 * 365 * 86400.0  # a tracker running longer than ten years is a damaged row
+
+
 def sniff(head: str, path: Path) -> bool:
     """A CSV header with timestamp, project_name, duration and emissions columns."""
     first = head.lstrip("\ufeff").split("\n", 1)[0].strip().lower()
@@ -59,10 +63,8 @@ def sniff(head: str, path: Path) -> bool:
 
 def parse(ctx: IngestContext) -> Trace:
     """Read the file with DuckDB (all text), convert, group rows into tracker runs, derive power."""
-    raw = ctx.read_bytes()
-    if raw and not raw.endswith(b"\n"):
-        raise ParseError("last line is incomplete (file truncated?)", line=raw.count(b"\n") + 1)
-    frame = read_csv_strict(ctx.con, ctx.path, "CodeCarbon CSV")
+    cut: list[str] = []
+    frame = read_csv_strict(ctx.con, ctx.path, "CodeCarbon CSV", cut, ctx.data)
     if frame.empty:
         raise ParseError("no rows after the header", line=2)
     frame.columns = [c.strip().lower() for c in frame.columns]
@@ -94,9 +96,11 @@ def parse(ctx: IngestContext) -> Trace:
         ts = local_to_utc(parsed, ctx.tz)
         notes.append(f"local times read in zone {ctx.tz_name} ({ctx.tz_source})")
     out["ts"] = ts.astype("datetime64[us]").to_numpy()
+    validate.check_times(out["ts"], lines, validate.limits_of(ctx), "timestamp")
     if out["duration_s"].isna().any():
         i = int(out["duration_s"].isna().to_numpy().argmax())
         raise ParseError("row without a duration", line=int(lines[i]))
+    validate.check_numbers(out["duration_s"], lines, "duration", 0.0, MAX_DURATION_S)
     out["intensity_g_per_kwh"] = (out["emissions_kg"] * 1000 / out["energy_consumed_kwh"].where(out["energy_consumed_kwh"] > 0))
     start = out["ts"] - pd.to_timedelta(out["duration_s"], unit="s")
     out["tracker_run"] = _tracker_runs(out, start)
@@ -104,7 +108,7 @@ def parse(ctx: IngestContext) -> Trace:
     n_runs = out["tracker_run"].nunique()
     notes.insert(0, f"{len(out)} CodeCarbon rows from {n_runs} tracker run{'s' if n_runs != 1 else ''}")
     return Trace(format=NAME, sensors=sensors, samples=samples, tables={"codecarbon_emissions": out},
-                 notes=notes, warnings=warnings)
+                 notes=notes, warnings=warnings + cut)
 
 
 def _tracker_runs(out: pd.DataFrame, start: pd.Series) -> pd.Series:

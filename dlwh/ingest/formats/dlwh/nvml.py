@@ -8,12 +8,14 @@ import duckdb
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+from dlwh.ingest.lines import complete_part, cut_warning, file_tail, lines_before, shaped_like
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "dlwh-nvml"
 DESCRIPTION = "nvml.csv: dlwh's in-process NVML power, energy, clock and utilisation samples"
 EXTENSIONS = (".csv",)
 HEADER_START = "timestamp_utc,monotonic_ns,gpu_index"
+_COMPLETE = "_dlwh_nvml_complete"  # the complete lines of a file cut mid-line
 
 # CSV column -> (metric, scale to the metric's unit, unit)
 COLUMNS: dict[str, tuple[str, float, str]] = {
@@ -42,9 +44,22 @@ def parse(ctx: IngestContext) -> Trace:
     """Read with DuckDB's CSV reader; every numeric column becomes one metric."""
     with ctx.path.open(encoding="utf-8", errors="replace") as handle:
         columns = [c.strip() for c in handle.readline().lstrip("\ufeff").rstrip("\r\n").split(",")]
+    warnings: list[str] = []
+    scratch: list[str] = []
+    tail = file_tail(ctx.path, ctx.data)
     try:
-        raw = ctx.con.read_csv(str(ctx.path), header=True, delimiter=",", quotechar='"', strict_mode=True,
-                               auto_detect=False, columns={c: "VARCHAR" for c in columns})
+        if tail.cut and tail.line > 1 and not shaped_like(lines_before(ctx.path, tail, ctx.data), ",")(tail.text):
+            # the collector stopped mid-line: read the complete lines (DuckDB's strict reader would stop at it)
+            warnings.append(cut_warning(tail.line))
+            with complete_part(ctx.path, tail) as part:
+                ctx.con.execute(f"CREATE OR REPLACE TEMP TABLE {_COMPLETE} AS SELECT * FROM read_csv(?, header = true, "
+                                "delim = ',', quote = '\"', strict_mode = true, auto_detect = false, columns = ?)",
+                                [str(part), {c: "VARCHAR" for c in columns}])
+            scratch.append(f"TABLE {_COMPLETE}")
+            raw = ctx.con.table(_COMPLETE)
+        else:
+            raw = ctx.con.read_csv(str(ctx.path), header=True, delimiter=",", quotechar='"', strict_mode=True,
+                                   auto_detect=False, columns={c: "VARCHAR" for c in columns})
     except duckdb.Error as err:
         raise ParseError(f"cannot read NVML CSV: {str(err).splitlines()[0]}") from None
     known = [c for c in columns if c in COLUMNS]
@@ -81,4 +96,4 @@ def parse(ctx: IngestContext) -> Trace:
     bad = ctx.con.sql("SELECT count(*) FROM raw WHERE TRY_CAST(timestamp_utc AS TIMESTAMPTZ) IS NULL").fetchall()[0][0]
     if bad:
         raise ParseError(f"{bad} rows have a timestamp_utc that is not an ISO 8601 time")
-    return Trace(format=NAME, sensors=sensors, samples=rel)
+    return Trace(format=NAME, sensors=sensors, samples=rel, warnings=warnings, scratch=scratch)

@@ -44,7 +44,8 @@ def _pick(columns: dict[str, str], *candidates: str) -> str | None:
 
 def parse(ctx: IngestContext) -> Trace:
     """Read with DuckDB's CSV reader (all text), convert vectorised, check every row."""
-    frame = read_csv_strict(ctx.con, ctx.path, "Electricity Maps CSV")
+    cut: list[str] = []
+    frame = read_csv_strict(ctx.con, ctx.path, "Electricity Maps CSV", cut, ctx.data)
     if frame.empty:
         raise ParseError("no rows after the header", line=2)
     columns = {_norm(c): c for c in frame.columns}
@@ -98,6 +99,7 @@ def parse(ctx: IngestContext) -> Trace:
     notes = [f"{len(out)} intensity values ({factor}) for {', '.join(sorted(set(out['zone'])))}, "
              f"{out['ts'].min():%Y-%m-%d %H:%M}..{out['ts'].max():%Y-%m-%d %H:%M} UTC"]
     warnings = [f"{skipped} rows without an intensity value were skipped"] if skipped else []
+    warnings += cut
     return Trace(format=NAME, tables={"carbon_intensity": out}, notes=notes, warnings=warnings)
 
 

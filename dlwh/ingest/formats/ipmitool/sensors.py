@@ -30,6 +30,7 @@ import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+import dlwh.ingest.validate as validate
 from dlwh.ingest.formats.ipmitool._common import (
     COLLECTOR_TS_RE,
     IPMITOOL_ERROR_RE,
@@ -221,7 +222,7 @@ def parse(ctx: IngestContext) -> Trace:
     index = keys.str.extract(r"(\d+)", expand=False)
     sensors = pd.DataFrame({
         "sensor_key": keys, "kind": kind, "name": keys,
-        "device_index": pd.to_numeric(index.where(kind.eq("psu")), errors="coerce").astype("Int64"),
+        "device_index": validate.whole(index.where(kind.eq("psu"))),
         "device_uuid": None, "device_name": None, "tool": "ipmitool",
     })
     return Trace(format=NAME, sensors=sensors, samples=samples, notes=notes, warnings=warnings)

@@ -1,4 +1,5 @@
-"""What nvidia-smi's query and dmon parsers share: the recorded command in run.json and the sample interval."""
+"""What nvidia-smi's query and dmon parsers share: the recorded command in run.json, the sample interval and
+nvidia-smi's own error lines."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import shlex
 from typing import Any
 
 from dlwh.ingest.trace import IngestContext
+
+# what nvidia-smi prints (to stderr, often redirected into the log) when a query fails, e.g. a GPU lost mid-run
+NOISE_RE = (r"^\s*(?:Unable to |No devices were found|NVIDIA-SMI has failed|Failed to initialize NVML|"
+            r"Driver/library version mismatch|GPU [0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f]: )")
 
 
 def source_entry(ctx: IngestContext, mode: str = "--query-gpu") -> dict[str, Any] | None:

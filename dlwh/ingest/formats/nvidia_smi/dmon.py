@@ -27,14 +27,15 @@ pandas string methods.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
-from dlwh.ingest.formats.nvidia_smi._common import sample_interval
+from dlwh.ingest.formats.nvidia_smi._common import NOISE_RE, sample_interval
 from dlwh.ingest.timeutil import local_to_utc
-from dlwh.ingest.lines import drop_cut_line
+from dlwh.ingest.lines import drop_cut_line, noise_warning
 from dlwh.ingest.trace import IngestContext, Trace
 from dlwh.metrics import METRIC_UNITS
 
@@ -90,7 +91,8 @@ def parse(ctx: IngestContext) -> Trace:
     first_header = next((ln for ln in text.splitlines() if ln.strip().startswith("#")), "")
     width = len(_header_names(first_header) or ())
     trace = Trace(format=NAME)
-    text = drop_cut_line(text, lambda ln: ln.strip().startswith("#") or len(ln.split()) == width, trace.warnings)
+    text = drop_cut_line(text, lambda ln: ln.strip().startswith("#") or len(ln.split()) == width
+                         or re.match(NOISE_RE, ln) is not None, trace.warnings)
     raw = text.splitlines()
     lines = pd.Series(raw, dtype="object").str.strip()
     comment = lines.str.startswith("#")
@@ -105,7 +107,10 @@ def parse(ctx: IngestContext) -> Trace:
         if other is not None and " ".join(other) != header_key:
             raise ParseError("the column set changes here (another dmon run with other -s/-o appended?); "
                              "split the file", line=int(number) + 1)
-    data = lines[~comment & (lines != "")]
+    noise = ~comment & lines.str.contains(NOISE_RE, regex=True)
+    if noise.any():  # nvidia-smi's own error lines between the rows (stderr into the log): skipped
+        trace.warnings.append(noise_warning(int(noise.sum()), int(noise.idxmax()) + 1, "nvidia-smi error"))
+    data = lines[~comment & ~noise & (lines != "")]
     if data.empty:
         raise ParseError("no readings: only header lines", line=len(raw))
     parts = data.str.split()

@@ -35,9 +35,10 @@ import duckdb
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
-from dlwh.ingest.formats.nvidia_smi._common import command_argv, option, sample_interval, source_entry
-from dlwh.ingest.lines import cut_warning, file_tail
+from dlwh.ingest.formats.nvidia_smi._common import NOISE_RE, command_argv, option, sample_interval, source_entry
+from dlwh.ingest.lines import cut_warning, file_tail, noise_warning
 from dlwh.ingest.trace import IngestContext, Trace
+import dlwh.ingest.validate as validate
 from dlwh.metrics import METRIC_UNITS
 
 NAME = "nvidia-smi-query"
@@ -364,6 +365,14 @@ def parse(ctx: IngestContext) -> Trace:
             if check is not None and check["bad_ts"].sum():  # empty timestamp cells read as NULL
                 check, fast = None, None
         if check is None:
+            noise, first_noise = cur.sql(
+                "SELECT count(*), min(rn) FROM (SELECT row_number() OVER () AS rn, l FROM lines) "
+                "WHERE regexp_matches(l, $noise)", params={"noise": NOISE_RE}).fetchall()[0]
+            if noise:  # nvidia-smi's own error lines between the rows (stderr into the log): skipped
+                where += " AND NOT regexp_matches(l, $noise)"
+                params = {**params, "noise": NOISE_RE}
+                slow = _Rows(f"(SELECT {split} AS s FROM lines WHERE {where})", slow.cell, slow.ts_local, params)
+                trace.warnings.append(noise_warning(int(noise), int(first_noise), "nvidia-smi error"))
             try:
                 check = _check_query(cur, slow, role, n, lines, typed)
             except duckdb.Error as err:
@@ -379,6 +388,7 @@ def parse(ctx: IngestContext) -> Trace:
         key_sql = _key_sql(role, rows)
         if "timestamp" in role:
             lo, hi = check["lo"].min(), check["hi"].max()
+            _check_window(ctx, cur, lines, where, params, split, slow.ts_local, lo, hi)
             offset, folds = zone_plan(ctx.tz, lo.to_pydatetime(), hi.to_pydatetime())
             trace.notes.append(f"local timestamps read as {ctx.tz_name} ({ctx.tz_source})")
             if not folds:
@@ -536,6 +546,21 @@ def _raise_first_bad(con, lines, where, params, split, n, ts_local) -> None:
     raise ParseError(f"not an nvidia-smi timestamp (YYYY/MM/DD HH:MM:SS.mmm): {shown!r}", line=int(line))
 
 
+def _check_window(ctx, con, lines, where, params, split, ts_local, lo, hi) -> None:
+    """Local times outside the accepted window (dlwh.ingest.validate): ParseError at the first such line."""
+    limits = validate.limits_of(ctx)
+    first, last = validate.local_window(limits)
+    if pd.isna(lo) or pd.isna(hi) or (lo >= first and hi <= last):
+        return
+    found = con.sql(
+        f"SELECT rn, l FROM (SELECT rn, l, {split} AS s FROM (SELECT row_number() OVER () AS rn, l FROM lines) "
+        f"WHERE {where}) WHERE {ts_local} < $first OR {ts_local} > $last ORDER BY rn LIMIT 1",
+        params={**params, "first": first, "last": last}).fetchall()
+    line, text = found[0] if found else (None, "")
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    raise ParseError(validate.outside_message(f"the local time of {shown!r}", limits), line=line)
+
+
 def _sensors(ctx: IngestContext, check: pd.DataFrame) -> pd.DataFrame:
     gpus = {g.get("index"): g for g in (ctx.manifest or {}).get("gpus") or [] if isinstance(g, dict)}
     rows = []
@@ -583,17 +608,33 @@ def zone_plan(tz, lo: datetime | None, hi: datetime | None
         return timedelta(0), []
     offsets: set[timedelta] = set()
     folds: list[tuple[datetime, datetime, timedelta]] = []
-    t = lo.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    while t <= hi + timedelta(hours=1):
-        early, late = t.replace(tzinfo=tz, fold=0).utcoffset(), t.replace(tzinfo=tz, fold=1).utcoffset()
-        if lo - timedelta(hours=1) <= t:
-            offsets.update((early, late))
-        if early > late:
-            start = _first_ambiguous(tz, t - timedelta(hours=1), t)
-            end = start + (early - late)
-            if start <= hi and end > lo and not any(f[0] == start for f in folds):
-                folds.append((start, end, early - late))
-        t += timedelta(minutes=15)
+    first = lo.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    last = hi + timedelta(hours=1)
+
+    def both(t: datetime) -> tuple[timedelta, timedelta]:
+        return t.replace(tzinfo=tz, fold=0).utcoffset(), t.replace(tzinfo=tz, fold=1).utcoffset()
+
+    # a day at a time; only a day whose offset changes is walked in 15-minute steps (cost: days + changes)
+    day = first
+    while day <= last:
+        nxt = day + timedelta(days=1)
+        a, b = both(day), both(nxt)
+        if a[0] == a[1] == b[0] == b[1]:
+            offsets.add(a[0])
+            day = nxt
+            continue
+        t = day
+        while t < nxt and t <= last:
+            early, late = both(t)
+            if lo - timedelta(hours=1) <= t:
+                offsets.update((early, late))
+            if early > late:
+                start = _first_ambiguous(tz, t - timedelta(hours=1), t)
+                end = start + (early - late)
+                if start <= hi and end > lo and not any(f[0] == start for f in folds):
+                    folds.append((start, end, early - late))
+            t += timedelta(minutes=15)
+        day = nxt
     return (offsets.pop() if len(offsets) == 1 else None), folds
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import re
 
 import duckdb
 import numpy as np
 from dlwh._lazy import pandas as pd
+
+from dlwh.ingest.lines import drop_cut_line, shaped_like
 
 TIME_S = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0}
 SIZE_B = {"B": 1.0, "KB": 1024.0, "MB": 1024.0 ** 2, "GB": 1024.0 ** 3, "TB": 1024.0 ** 4}
@@ -64,3 +67,25 @@ def header_lines(text: str, pattern: re.Pattern, keyword: str) -> list[int]:
             found.append(newlines)
         pos = stop if stop != -1 else len(text)
     return found
+
+
+_NOT_ROWS = ("==", "Regs", "SSMem", "DSMem", "SrcMemType", "DstMemType")
+
+
+def complete_text(text: str, cut: list[str]) -> str:
+    """``text`` without a last table row cut mid-write (``cut`` gets the warning). A last line without its
+    newline is complete when it is no table row (a banner, a legend), a CSV row with balanced quotes and
+    the fields of the line above, or a human row shaped like one above it."""
+    recent = text[max(0, len(text) - 65536):].split("\n")[-201:-1]
+    shaped = shaped_like(recent)
+    above = next((ln for ln in reversed(recent) if ln.strip()), "")
+
+    def complete(line: str) -> bool:
+        if line.startswith(_NOT_ROWS):
+            return True
+        if '"' in line or '"' in above:
+            fields = lambda s: len(next(csv.reader([s]), []))
+            return line.count('"') % 2 == 0 and fields(line) == fields(above)
+        return shaped(line)
+
+    return drop_cut_line(text, complete, cut)

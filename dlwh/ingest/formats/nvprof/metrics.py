@@ -15,7 +15,8 @@ import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
-from dlwh.ingest.formats.nvprof._common import header_lines, layout, quantity, table_end
+import dlwh.ingest.validate as validate
+from dlwh.ingest.formats.nvprof._common import complete_text, header_lines, layout, quantity, table_end
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "nvprof-metrics"
@@ -34,7 +35,7 @@ _METRIC_ROW = re.compile(rf"^\s*(?P<inv>\d+)\s+(?P<metric>\S+)\s+(?P<desc>.*?)\s
 _EVENT_ROW = re.compile(r"^\s*(?P<inv>\d+)\s+(?P<metric>\S+)\s+(?P<min>\S+)\s+(?P<max>\S+)\s+(?P<avg>\S+)"
                         r"(?:\s+(?P<total>\S+))?\s*$")
 _DEVICE = re.compile(r'^\s*Device "(?P<device>.*)"\s*$')
-_KERNEL = re.compile(r"^\s*Kernel: (?P<kernel>.*?)\s*$")
+_KERNEL = re.compile(r"^\s*Kernel: (?P<kernel>(?:.*\S)?)\s*$")  # greedy to the last non-space: linear
 _LEVEL = re.compile(r"^(?P<word>[A-Za-z]+) \((?P<n>\d+)\)$")
 
 
@@ -64,7 +65,9 @@ def _human(lines: list[str], breaks: np.ndarray, header_at: int, events: bool) -
     kernel = sec.str.extract(_KERNEL)["kernel"]
     block = device.notna().cumsum()
     kernel_in_force = kernel.groupby(block).ffill()
-    rows = sec.str.extract(_EVENT_ROW if events else _METRIC_ROW)
+    # runs of spaces become one first: the row pattern's lazy description against its '\s+' separators
+    # would otherwise backtrack polynomially on a long run of spaces (3,000 spaces: 11 minutes)
+    rows = sec.str.replace(r"\s+", " ", regex=True).str.extract(_EVENT_ROW if events else _METRIC_ROW)
     is_row = rows["inv"].notna() & device.isna() & kernel.isna()
     unknown = ~is_row & device.isna() & kernel.isna()
     if unknown.any():
@@ -119,7 +122,7 @@ def metric_table(text: str, lines: list[str] | None = None, breaks: np.ndarray |
     for col in ("min_text", "max_text", "avg_text"):
         frame[col] = frame[col].astype(str).str.strip()
     out = frame[["line", "device", "kernel", "metric", "description", "min_text", "max_text", "avg_text"]].copy()
-    out["invocations"] = pd.to_numeric(frame["invocations"], errors="coerce").astype("Int64")
+    out["invocations"] = validate.whole(frame["invocations"])
     out["min_value"], unit_min = values(frame["min_text"])
     out["max_value"], _ = values(frame["max_text"])
     out["avg_value"], unit = values(frame["avg_text"])
@@ -135,13 +138,11 @@ def metric_table(text: str, lines: list[str] | None = None, breaks: np.ndarray |
 
 def parse(ctx: IngestContext) -> Trace:
     """All metric and event tables of the file."""
-    text = ctx.read_text()
-    last = text.rsplit("\n", 1)[-1]
-    if text and not text.endswith("\n") and last.strip() and not last.startswith("=="):
-        raise ParseError("last line is incomplete (file truncated?)", line=text.count("\n") + 1)
+    cut: list[str] = []
+    text = complete_text(ctx.read_text(), cut)
     table = metric_table(text)
     if table is None:
         raise ParseError("no nvprof metric or event table found")
     kernels = table["kernel"].nunique()
     return Trace(format=NAME, tables={"kernel_metrics": table},
-                 notes=[f"{len(table)} metric values for {kernels} kernel{'s' if kernels != 1 else ''}"])
+                 notes=[f"{len(table)} metric values for {kernels} kernel{'s' if kernels != 1 else ''}"], warnings=cut)

@@ -19,8 +19,9 @@ import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+import dlwh.ingest.validate as validate
 from dlwh.ingest.formats.nvprof._common import (
-    NUMBER_UNIT, RATE_BPS, SIZE_B, TIME_S, UNITS, header_lines, layout, quantity, table_end,
+    NUMBER_UNIT, RATE_BPS, SIZE_B, TIME_S, UNITS, complete_text, header_lines, layout, quantity, table_end,
 )
 from dlwh.ingest.formats.nvprof.metrics import metric_table  # metrics sections in the same file
 from dlwh.ingest.trace import IngestContext, Trace
@@ -148,7 +149,7 @@ def _trace_table(frame: pd.DataFrame, units: dict[str, str], csv: bool) -> pd.Da
         out = frame.drop(columns=["bad_time"]).assign(kind=_kind(name), correlation_id=pd.NA)
         for column in ("registers_per_thread", "context", "stream", "correlation_id",
                        "grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z"):
-            out[column] = out[column].astype("Int64")
+            out[column] = validate.whole(out[column])
         return out
     get = lambda *names: next((frame[n] for n in names if n in frame), pd.Series(None, index=frame.index, dtype=object))
     start = _scaled(frame, "Start", units, TIME_S)
@@ -165,20 +166,20 @@ def _trace_table(frame: pd.DataFrame, units: dict[str, str], csv: bool) -> pd.Da
     out = pd.DataFrame({"line": frame["line"].astype(int), "kind": _kind(name), "start_s": start,
                         "duration_s": duration, "name": name})
     for axis in ("x", "y", "z"):
-        out[f"grid_{axis}"] = pd.to_numeric(get(f"Grid {axis.upper()}"), errors="coerce").astype("Int64")
-        out[f"block_{axis}"] = pd.to_numeric(get(f"Block {axis.upper()}"), errors="coerce").astype("Int64")
-    out["registers_per_thread"] = pd.to_numeric(get("Registers Per Thread"), errors="coerce").astype("Int64")
+        out[f"grid_{axis}"] = validate.whole(get(f"Grid {axis.upper()}"))
+        out[f"block_{axis}"] = validate.whole(get(f"Block {axis.upper()}"))
+    out["registers_per_thread"] = validate.whole(get("Registers Per Thread"))
     out["static_smem_bytes"] = _scaled(frame, "Static SMem", units, SIZE_B)
     out["dynamic_smem_bytes"] = _scaled(frame, "Dynamic SMem", units, SIZE_B)
     out["size_bytes"] = _scaled(frame, "Size", units, SIZE_B)
     out["throughput_bytes_per_s"] = _scaled(frame, "Throughput", units, RATE_BPS)
-    out["correlation_id"] = pd.to_numeric(get("Correlation_ID"), errors="coerce").astype("Int64")
+    out["correlation_id"] = validate.whole(get("Correlation_ID"))
     clean = lambda s: s.fillna("").astype(str).str.strip().replace({"": None, "-": None})
     out["src_mem_type"] = clean(get("SrcMemType"))
     out["dst_mem_type"] = clean(get("DstMemType"))
     out["device"] = clean(get("Device"))
-    out["context"] = pd.to_numeric(get("Context"), errors="coerce").astype("Int64")
-    out["stream"] = pd.to_numeric(get("Stream"), errors="coerce").astype("Int64")
+    out["context"] = validate.whole(get("Context"))
+    out["stream"] = validate.whole(get("Stream"))
     return out
 
 
@@ -188,7 +189,7 @@ def _summary_human(lines: list[str], breaks: np.ndarray, header_at: int) -> pd.D
     with_minmax = bool(re.search(r"\bMin\s+Max\b", header))
     minmax = r"\s+(?P<min>\S+)\s+(?P<max>\S+)" if with_minmax else ""
     row = re.compile(r"^\s*(?:(?P<type>[A-Za-z][A-Za-z ]*?):)?\s*(?P<pct>[\d.]+)%\s+(?P<time>\S+)\s+(?P<calls>\d+)"
-                     rf"\s+(?P<avg>\S+){minmax}\s+(?P<name>\S.*?)\s*$")
+                     rf"\s+(?P<avg>\S+){minmax}\s+(?P<name>\S(?:.*\S)?)\s*$")  # name: greedy, linear
     rows = []
     for i in range(header_at + 1, table_end(breaks, header_at + 1)):
         line = lines[i].rstrip("\r")
@@ -211,7 +212,7 @@ def _summary_table(frame: pd.DataFrame, units: dict[str, str], csv: bool, defaul
             "line": frame["line"].astype(int),
             "type": frame["Type"].replace("", None) if "Type" in frame else default_type,
             "time_pct": pd.to_numeric(frame["Time(%)"], errors="coerce"),
-            "total_s": col("Time"), "calls": pd.to_numeric(frame["Calls"], errors="coerce").astype("Int64"),
+            "total_s": col("Time"), "calls": validate.whole(frame["Calls"]),
             "avg_s": col("Avg"), "min_s": col("Min"), "max_s": col("Max"),
             "name": frame["Name"].astype(str).str.strip()})
     else:
@@ -220,7 +221,7 @@ def _summary_table(frame: pd.DataFrame, units: dict[str, str], csv: bool, defaul
             "line": frame["line"].astype(int),
             "type": frame["type"].str.strip().replace("", None).ffill().fillna(default_type),
             "time_pct": pd.to_numeric(frame["pct"], errors="coerce"),
-            "total_s": sec("time"), "calls": pd.to_numeric(frame["calls"], errors="coerce").astype("Int64"),
+            "total_s": sec("time"), "calls": validate.whole(frame["calls"]),
             "avg_s": sec("avg"), "min_s": sec("min"), "max_s": sec("max"),
             "name": frame["name"].astype(str).str.strip()})
     bad = out["time_pct"].isna() | out["total_s"].isna()
@@ -231,9 +232,8 @@ def _summary_table(frame: pd.DataFrame, units: dict[str, str], csv: bool, defaul
 
 def parse(ctx: IngestContext) -> Trace:
     """Find every trace, summary and metric table in the file and convert each."""
-    text = ctx.read_text()
-    if text and not text.endswith("\n") and _looks_cut(text):
-        raise ParseError("last line is incomplete (file truncated?)", line=text.count("\n") + 1)
+    cut: list[str] = []
+    text = complete_text(ctx.read_text(), cut)
     lines, breaks = layout(text)
     api_banner = set(header_lines(text, _API_BANNER, "API calls:"))
     found = sorted([(i, "trace-csv") for i in header_lines(text, _TRACE_CSV, '"Start","Duration",')]
@@ -274,13 +274,4 @@ def parse(ctx: IngestContext) -> Trace:
         notes.append(f"{len(metrics)} kernel metric values")
     if not tables:
         raise ParseError("no nvprof trace, summary or metric table found")
-    return Trace(format=NAME, tables=tables, notes=notes)
-
-
-def _looks_cut(text: str) -> bool:
-    """The last line of a table is cut when it does not end with a newline and is a table row."""
-    last = text.rsplit("\n", 1)[-1]
-    return bool(last.strip()) and not last.startswith(("==", "Regs", "SSMem", "DSMem", "SrcMemType", "DstMemType"))
-
-
-
+    return Trace(format=NAME, tables=tables, notes=notes, warnings=cut)

@@ -52,14 +52,16 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+import dlwh.ingest.validate as validate
 from dlwh.ingest.timeutil import local_to_utc
 from dlwh.metrics import unit_of
+from dlwh.ingest.lines import drop_cut_line, shaped_like
 from dlwh.ingest.trace import IngestContext, Trace
 
 # Columns of the event-row frame each parser builds (one row per printed event value):
@@ -186,6 +188,9 @@ def reasons_and_values(raw: pd.Series, numbers: pd.Series) -> tuple[pd.Series, p
     return reason, numbers.where(reason.isna())
 
 
+MAX_OFFSET_S = 1e9  # ~31 years: the most seconds since perf started that a real file prints
+
+
 def _ns_delta(seconds: pd.Series) -> pd.Series:
     """Seconds (float) → timedelta, rounded to the nanosecond."""
     return pd.to_timedelta(np.round(seconds.to_numpy(dtype="float64") * 1e9), unit="ns")
@@ -288,7 +293,14 @@ def build_trace(ctx: IngestContext, name: str, rows: pd.DataFrame, *, starts: pd
         first = int(rows.loc[unanchored_i.idxmax(), "line"])
         raise ParseError("perf stat -I times count from when perf started and nothing says when that was; "
                          + ANCHOR_HINT, line=first)
-    ts = pd.to_datetime(anchor) + _ns_delta(offset)
+    far = offset.notna() & ~(offset.abs() <= MAX_OFFSET_S)  # inf, 1e300: not a time perf printed
+    if far.any():
+        raise ParseError(f"time {offset[far].iloc[0]:g} s since perf started is not a plausible time",
+                         line=int(rows.loc[far.idxmax(), "line"]))
+    try:
+        ts = pd.to_datetime(anchor) + _ns_delta(offset)
+    except (OverflowError, ValueError) as err:  # pandas' OutOfBounds* are ValueErrors: a far-off anchor
+        raise ParseError(f"times out of range: {str(err).splitlines()[0][:120]}; check the start time") from None
     ts = pd.Series(ts, index=rows.index).dt.round("us")  # the warehouse keeps microseconds
     if (totals & anchor.isna()).any():
         notes.append("no start time: totals (no -I) have no ts; " + ANCHOR_HINT)
@@ -303,8 +315,9 @@ def build_trace(ctx: IngestContext, name: str, rows: pd.DataFrame, *, starts: pd
         "value": rows["value"].astype("float64"),
         "unit": rows["unit"],
         "reason": rows["reason"],
-        "run_time_ns": pd.array(rows["run_time_ns"].round(), dtype="Int64"),
+        "run_time_ns": validate.whole(rows["run_time_ns"].round()),  # inf/1e300 refused at the boundary
         "enabled_pct": rows["enabled_pct"].astype("float64"),
+        "line": rows["line"].to_numpy(),  # for the loader's messages (not stored)
     })
     if n_runs > 1:
         notes.append(f"{n_runs} perf runs in this file (counters.perf_run 0..{n_runs - 1})")
@@ -329,6 +342,11 @@ def run_anchors(ctx: IngestContext, n_runs: int, starts: list[tuple[int, datetim
     (-1: no counter row after it).
     """
     file_start: list[datetime | None] = [None] * n_runs
+    limits = validate.limits_of(ctx)
+    first_ok, last_ok = validate.local_window(limits)
+    for line, local in starts or []:
+        if not first_ok <= local <= last_ok:  # before pandas' nanoseconds overflow on it
+            raise ParseError(validate.outside_message(f"'# started on' time {local}", limits), line=line)
     if starts:
         for run_no, when in zip(start_runs, _local_starts_to_utc([local for _, local in starts], ctx.tz)):
             if run_no >= 0:  # runs are separated by rows, so where two lines start one run the last one wins
@@ -490,10 +508,12 @@ def locale_numbers(tokens: pd.Series, decimal: str) -> pd.Series:
     return pd.to_numeric(clean, errors="coerce")
 
 
-def check_line_end(text: str, last_row_line: int | None, total_lines: int) -> None:
-    """ParseError when the file ends inside a counter line (no final newline after it)."""
-    if text and not text.endswith("\n") and last_row_line is not None and last_row_line == total_lines:
-        raise ParseError("last line has no line end (file truncated?); perf ends every line", line=total_lines)
+def complete_text(text: str, cut: list[str], is_complete: Callable[[str], bool] | None = None) -> str:
+    """``text`` without a last line cut mid-write (``cut`` gets the warning). perf ends every line; a last
+    line without its newline is complete when ``is_complete`` says so, by default when it has the shape
+    of one of the lines before it (numbers aside: '1,234 cycles # 1.2 GHz') and only their words."""
+    recent = text[max(0, len(text) - 65536):].replace("\r\n", "\n").split("\n")[-201:-1]
+    return drop_cut_line(text, is_complete or shaped_like(recent, known_words=True), cut)
 
 
 def split_lines(text: str) -> tuple[pd.Series, pd.Series, pd.Series]:

@@ -30,6 +30,7 @@ from dlwh._lazy import pandas as pd
 from dlwh.errors import ParseError
 from dlwh.ingest.formats.perf import _common as common
 from dlwh.ingest.formats.perf import _interval_sql as interval_sql
+from dlwh.ingest.lines import cut_warning, file_tail, shaped_like
 from dlwh.ingest.trace import IngestContext, Trace, drop_scratch
 
 NAME = "perf-stat-csv"
@@ -341,6 +342,14 @@ def parse(ctx: IngestContext) -> Trace:
     """
     data = ctx.read_bytes()
     sep = _separator(data[:HEAD_BYTES].decode("utf-8", errors="replace")) or ","
+    cut: list[str] = []
+    tail = file_tail(ctx.path, data)
+    if tail.cut:
+        before = data[max(0, tail.start - 65536):tail.start].decode("utf-8", errors="replace")
+        recent = before.replace("\r\n", "\n").split("\n")[-201:-1]
+        if not shaped_like(recent, sep)(tail.text):
+            data = data[:tail.start]  # the typed reader checks its rows against these lines
+            cut.append(cut_warning(tail.line))
     crlf = b"\r" in data
     n_lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
     text: str | None = None  # decoded only where needed (not by DuckDB's reader)
@@ -392,10 +401,10 @@ def parse(ctx: IngestContext) -> Trace:
                 check = _check(con, table, sep, line_text, fits=False)
             con.unregister(view)
             scratch = [f"TABLE {table}"]
-        common.check_line_end(data[-1:].decode("latin-1"), check["last_line"], n_lines)
         if check["totals"] == 0 and not FORCE_PANDAS:
             # every row is an -I interval: built in DuckDB, never fetched (see _perf_interval_sql)
             trace = interval_sql.build(ctx, NAME, table, starts, check["values"]["event"], notes)
+            trace.warnings.extend(cut)
             trace.scratch.extend(scratch)
             scratch = []
             return trace
@@ -411,7 +420,7 @@ def parse(ctx: IngestContext) -> Trace:
     starts_frame = pd.DataFrame(starts, columns=["line", "local"])
     rows["seg"] = common.segments(rows["line"].to_numpy(), starts_frame["line"].to_numpy())
     return common.build_trace(ctx, NAME, rows[list(common.ROW_COLUMNS)], starts=starts_frame, split_repeats=True,
-                              notes=notes)
+                              notes=notes, warnings=cut)
 
 
 def _split(text: str) -> list[str]:

@@ -22,6 +22,7 @@ import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+import dlwh.ingest.validate as validate
 from dlwh.ingest.formats.perf import _common as common
 from dlwh.ingest.trace import IngestContext, Trace
 
@@ -59,7 +60,8 @@ def sniff(head: str, path: Path) -> bool:
 
 def parse(ctx: IngestContext) -> Trace:
     """Read the JSON lines in one go; event objects become rows for _perf_common."""
-    text = ctx.read_text()
+    cut: list[str] = []
+    text = common.complete_text(ctx.read_text(), cut, _json_object)
     lines, stripped, comment = common.split_lines(text)
     data = ~comment & stripped.ne("")
     if not data.any():
@@ -95,7 +97,6 @@ def parse(ctx: IngestContext) -> Trace:
         at = bad.idxmax()
         raise ParseError(f'"counter-value" {raw_value[at]!r} is not a number', line=int(at) + 1)
     line_no = (frame.index + 1).to_numpy()
-    common.check_line_end(text, int(line_no[-1]), len(lines))
 
     def column(key: str) -> pd.Series:
         return frame[key] if key in frame.columns else pd.Series(np.nan, index=frame.index, dtype=object)
@@ -110,7 +111,7 @@ def parse(ctx: IngestContext) -> Trace:
 
     cpu = column("cpu")  # perf prints "cpu" : "3"; a number is accepted too
     cpu_no = pd.to_numeric(cpu, errors="coerce")
-    cpu_text = cpu_no.astype("Int64").astype(str).where(cpu_no.notna(), cpu.astype(str).str.strip())
+    cpu_text = validate.whole(cpu_no).astype(str).where(cpu_no.notna(), cpu.astype(str).str.strip())
     label = ("CPU" + cpu_text).where(cpu.notna(), None)
     for key in _LABEL_KEYS:
         col = column(key)
@@ -129,7 +130,17 @@ def parse(ctx: IngestContext) -> Trace:
         "metric_value": number("metric-value"),
         "metric_unit": text_col("metric-unit"),
     })
-    return common.build_trace(ctx, NAME, rows, starts=starts, split_repeats=True)
+    return common.build_trace(ctx, NAME, rows, starts=starts, split_repeats=True, warnings=cut)
+
+
+def _json_object(line: str) -> bool:
+    """A last line without its newline is complete when it is a whole JSON object (or a comment)."""
+    if line.lstrip().startswith("#"):
+        return True
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
 
 
 def _first_bad_line(lines: pd.Series) -> int | None:

@@ -60,7 +60,8 @@ def sniff(head: str, path: Path) -> bool:
 
 def parse(ctx: IngestContext) -> Trace:
     """Find counter lines by regex over all lines, read numbers in the file's locale, build the trace."""
-    text = ctx.read_text()
+    cut: list[str] = []
+    text = common.complete_text(ctx.read_text(), cut)
     lines, stripped, comment = common.split_lines(text)
     header = lines.str.contains(_HEADER, regex=True)
     elapsed_tok = lines.str.extract(_ELAPSED, expand=False)
@@ -77,11 +78,12 @@ def parse(ctx: IngestContext) -> Trace:
     unknown = ~(comment | header | footer | stripped.eq("")) & (lines.index <= first_marker)
     unknown[candidates] = ~matched.to_numpy()
     unknown &= ~lines.str.contains("#", regex=False) & ~lines.str.match(_NOISE)
+    if rows_raw.empty and cut:
+        raise ParseError(f"no perf stat counter lines found ({cut[0]})")
     if rows_raw.empty:
         raise ParseError("no perf stat counter lines found (expected lines like '  1,234  cycles' or "
                          "'  0.99 Joules power/energy-pkg/')")
     line_no = (rows_raw.index + 1).to_numpy()
-    common.check_line_end(text, int(line_no[-1]), len(lines))
 
     pct_tok = rows_raw["rest"].str.extract(_PCT, expand=False)
     value_tok = rows_raw["value"].where(~rows_raw["value"].isin(list(common.NOT_COUNTED)))
@@ -89,6 +91,7 @@ def parse(ctx: IngestContext) -> Trace:
         elapsed=elapsed_tok, pct=pct_tok, values=value_tok, metrics=rows_raw["rest"])
     notes = [f"decimal mark '{decimal}' ({why})"]
     warnings = [f"decimal mark '{decimal}' chosen from {why}, but {'; '.join(conflicts)}"] if conflicts else []
+    warnings += cut
 
     numbers = common.locale_numbers(value_tok, decimal)
     bad = value_tok.notna() & numbers.isna()

@@ -9,6 +9,7 @@ import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+import dlwh.ingest.validate as validate
 from dlwh.ingest.trace import IngestContext, Trace
 
 NS = 1_000_000_000
@@ -81,7 +82,7 @@ def build_trace(name: str, readings: pd.DataFrame, end_ns: np.ndarray, elapsed_n
         "sensor_key": keys.to_numpy(),
         "kind": kind.to_numpy(),
         "name": sensor_names(first["label"]).to_numpy(),
-        "device_index": pd.to_numeric(keys.str.extract(r"^cpu(\d+)$", expand=False), errors="coerce").astype("Int64").to_numpy(),
+        "device_index": validate.whole(keys.str.extract(r"^cpu(\d+)$", expand=False)).to_numpy(),
         "device_uuid": None, "device_name": None, "tool": "powermetrics",
     })
     return Trace(format=name, sensors=sensors, samples=samples, notes=notes, warnings=warnings)
@@ -90,5 +91,5 @@ def build_trace(name: str, readings: pd.DataFrame, end_ns: np.ndarray, elapsed_n
 def sensor_names(labels: pd.Series) -> pd.Series:
     """Readable sensor names: the line's label without 'Power' / 'HW'."""
     named = labels.str.replace(r"(?i)^intel energy model derived package power", "Package", regex=True)
-    named = named.str.replace(r"(?i)\s+power(?=\s*\(|\s*$)", "", regex=True).str.replace(r"\s+HW$", "", regex=True)
+    named = named.str.replace(r"(?i)(?<!\s)\s+power(?=\s*\(|\s*$)", "", regex=True).str.replace(r"(?<!\s)\s+HW$", "", regex=True)
     return named.str.strip()

@@ -19,6 +19,7 @@ Samples without ``timestamp`` are anchored at ctx.start_utc plus the elapsed tim
 
 from __future__ import annotations
 
+import math
 import plistlib
 import re
 from datetime import datetime
@@ -112,6 +113,14 @@ def _check_gap(data: bytes, start: int, end: int) -> None:
         raise ParseError(what, line=line)
 
 
+def _float(value: Any) -> float:
+    """A plist number as float; an integer too large for one is inf (the check at the boundary refuses it)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _readings(doc: dict[str, Any]) -> Iterator[tuple[str, str, str, float]]:
     """(label, sensor key, metric, value in W / J / MHz / %) for one sample document."""
     for section in ("processor", "gpu"):
@@ -124,7 +133,7 @@ def _readings(doc: dict[str, Any]) -> Iterator[tuple[str, str, str, float]]:
             for suffix, metric, scale in _SUFFIXES:
                 if name.endswith(suffix):
                     key = name[: -len(suffix)]
-                    yield _NAMES.get(key, key), key, metric, float(value) * scale
+                    yield _NAMES.get(key, key), key, metric, _float(value) * scale
                     break
         if section == "gpu":
             yield from _activity("GPU", "gpu", part)
@@ -143,10 +152,10 @@ def _activity(label: str, key: str, part: dict[str, Any]) -> Iterator[tuple[str,
     """frequency (MHz) from freq_hz and residency (%) from idle_ratio."""
     freq = part.get("freq_hz")
     if _is_number(freq) and freq > 0:
-        yield label, key, "frequency", float(freq) / 1e6 if freq >= 1e5 else float(freq)
+        yield label, key, "frequency", _float(freq) / 1e6 if freq >= 1e5 else _float(freq)
     idle = part.get("idle_ratio")
     if _is_number(idle):
-        yield label, key, "residency", (1.0 - float(idle)) * 100.0
+        yield label, key, "residency", (1.0 - _float(idle)) * 100.0
 
 
 def _is_number(value: Any) -> bool:

@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
 from dlwh.ingest.formats.powermetrics._common import build_trace, window_ends
+from dlwh.ingest.lines import drop_cut_line, shaped_like
 from dlwh.ingest.trace import IngestContext, Trace
 
 NAME = "powermetrics-text"
@@ -51,14 +51,16 @@ _HEADER_RE = (r"^\*\*\* Sampled system activity(?: \((?P<date>(?![^()]*elapsed)[
               r"(?: \((?P<elapsed>\d+(?:\.\d+)?)\s*ms elapsed\))? \*\*\*\s*$")
 # One pass over the whole file (bytes, multi-line mode) finds the sample headers and every
 # "label: number unit" line, in file order; the labels are classified afterwards.
+# Linear time on any line (no two quantifiers may take the same characters): the label is everything
+# before the first ':' (its spaces are stripped when classified); a line of 10,000 spaces costs 10,000 steps.
 _SCAN = re.compile(rb"^(?:(\*\*\* Sampled system activity[^\n]*)"
-                   rb"|[ \t]*([^:\n]+?)[ \t]*:[ \t]*(-?\d+(?:\.\d+)?)[ \t]*(mW|W|MHz|%))", re.M)
+                   rb"|([^:\n]+):[ \t]*(-?\d+(?:\.\d+)?)[ \t]*(mW|W|MHz|%))", re.M)
 _HEADER_LINES = re.compile(rb"^\*\*\* Sampled system activity", re.M)
 # label pattern per (unit, metric); the group 'sensor' names the sensor where it is not the whole label
 _CLASSES = (
     ("power", ("mW", "W"), r"(?i)^(?P<sensor>.*power.*)$"),
-    ("frequency", ("MHz",), r"^(?P<sensor>.+?)\s+(?:HW\s+)?(?:active\s+)?frequency$"),
-    ("residency", ("%",), r"^(?P<sensor>.+?)\s+(?:HW\s+)?active\s+residency$"),
+    ("frequency", ("MHz",), r"^(?P<sensor>.*?\S)\s+(?:HW\s+)?(?:active\s+)?frequency$"),
+    ("residency", ("%",), r"^(?P<sensor>.*?\S)\s+(?:HW\s+)?active\s+residency$"),
 )
 
 def sniff(head: str, path: Path) -> bool:
@@ -68,7 +70,8 @@ def sniff(head: str, path: Path) -> bool:
 
 def parse(ctx: IngestContext) -> Trace:
     """Blocks → samples at each window's middle; see the module docstring."""
-    data = _checked_bytes(ctx.read_text())
+    cut: list[str] = []
+    data = _checked_bytes(ctx.read_text(), cut)
     found = pd.DataFrame(_SCAN.findall(data), columns=["header", "label", "value", "unit"])
     is_header = found["header"].to_numpy() != b""
     block = np.cumsum(is_header)
@@ -102,7 +105,12 @@ def parse(ctx: IngestContext) -> Trace:
     notes: list[str] = []
     if len(readings) < before:
         notes.append(f"{before - len(readings)} repeated lines (e.g. GPU Power in the GPU usage section) ignored")
-    _check_last_block(readings, n_blocks, lambda: header_line(n_blocks - 1))
+    if _last_block_incomplete(readings, n_blocks):  # the recording stopped inside its last sample
+        cut = [f"the last sample (from line {header_line(n_blocks - 1)}) is incomplete "
+               "(the recording stopped mid-sample?): skipped"]
+        n_blocks -= 1
+        readings = readings[readings["block"] <= n_blocks]
+        header = header.iloc[:n_blocks]
 
     dates = header["date"].str.replace(r"\s+", " ", regex=True).str.strip()
     utc = pd.to_datetime(dates, format="%a %b %d %H:%M:%S %Y %z", utc=True, errors="coerce")
@@ -112,7 +120,7 @@ def parse(ctx: IngestContext) -> Trace:
         raise ParseError(f"sample date {dates[first]!r} not understood", line=header_line(first))
     header_ns = utc.dt.tz_localize(None).astype("datetime64[ns]").to_numpy()
     elapsed_ns = np.round(pd.to_numeric(header["elapsed"]).to_numpy() * 1e6).astype("int64")
-    warnings: list[str] = []
+    warnings: list[str] = list(cut)
     end_ns = window_ends(header_ns, elapsed_ns, ctx, header_line, notes, warnings)
     if dates.notna().all():
         offsets = sorted(set(dates.str.extract(r"([+-]\d{4})$", expand=False).dropna()))
@@ -121,16 +129,14 @@ def parse(ctx: IngestContext) -> Trace:
     return build_trace(NAME, readings, end_ns, elapsed_ns, notes, warnings)
 
 
-def _checked_bytes(text: str) -> bytes:
-    """The text as UTF-8 bytes (offsets then match newline positions); ParseError if empty or cut off."""
+def _checked_bytes(text: str, cut: list[str]) -> bytes:
+    """The text as UTF-8 bytes (offsets then match newline positions), without a last line cut mid-write
+    (``cut`` gets the warning: a last line is complete when it has the shape and words of a line before
+    it); ParseError if empty."""
     if not text.strip():
         raise ParseError("the file is empty")
-    if not text.endswith("\n"):
-        last = text.rsplit("\n", 1)[-1]
-        if last.strip():
-            raise ParseError("last line is incomplete (file truncated?); remove the partial sample or record again",
-                             line=text.count("\n") + 1)
-    return text.encode("utf-8")
+    recent = text[max(0, len(text) - 65536):].split("\n")[-201:-1]
+    return drop_cut_line(text, shaped_like(recent, known_words=True), cut).encode("utf-8")
 
 
 def _classify(found: pd.DataFrame) -> pd.DataFrame:
@@ -159,20 +165,16 @@ def _classify(found: pd.DataFrame) -> pd.DataFrame:
 def sensor_keys(labels: pd.Series) -> pd.Series:
     """'CPU Power' → 'cpu', 'Combined Power (CPU + GPU + ANE)' → 'combined', 'CPU 0' → 'cpu0',
     'E-Cluster HW' → 'e-cluster', Intel's '... package power (CPUs+GT+SA)' → 'package'."""
-    base = labels.str.replace(r"\s*\(.*\)\s*$", "", regex=True).str.replace(r"(?i)\s*power$", "", regex=True)
+    base = labels.str.replace(r"(?<!\s)\s*\(.*\)\s*$", "", regex=True).str.replace(r"(?i)(?<!\s)\s*power$", "", regex=True)
     base = base.mask(labels.str.contains(r"(?i)package power", regex=True), "package")
     return base.str.lower().str.replace(r"\s+", "", regex=True)
 
 
-def _check_last_block(readings: pd.DataFrame, n_blocks: int, last_header_line: Callable[[], int]) -> None:
-    """A last sample that lacks lines the one before it has was cut off: refuse the file."""
+def _last_block_incomplete(readings: pd.DataFrame, n_blocks: int) -> bool:
+    """True when the last sample lacks lines the one before it has: the recording was cut inside it."""
     if n_blocks < 2:
-        return
+        return False
     last = readings[readings["block"] == n_blocks]
     prev = readings[readings["block"] == n_blocks - 1]
     have = set(zip(last["label"], last["metric"]))
-    lacking = sorted({label for label, metric in zip(prev["label"], prev["metric"]) if (label, metric) not in have})
-    if lacking:
-        raise ParseError(f"the last sample is incomplete (no {', '.join(lacking[:3])}"
-                         f"{' ...' if len(lacking) > 3 else ''} line; file truncated?); delete it and ingest again",
-                         line=last_header_line())
+    return any((label, metric) not in have for label, metric in zip(prev["label"], prev["metric"]))

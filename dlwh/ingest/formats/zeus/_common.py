@@ -11,9 +11,11 @@ import re
 from pathlib import Path
 
 import duckdb
+import numpy as np
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+from dlwh.ingest.lines import drop_cut_line, shaped_like
 
 
 def header_columns(head: str) -> list[str]:
@@ -22,14 +24,16 @@ def header_columns(head: str) -> list[str]:
     return [c.strip() for c in first.split(",")]
 
 
-def read_table(text: str, what: str) -> pd.DataFrame:
+def read_table(text: str, what: str, warnings: list[str]) -> pd.DataFrame:
     """The CSV ``text`` as strings, one column per header field; ParseError on a malformed line.
 
     Every data line must have as many fields as the header; blank lines are ignored. ``what`` names
     the file kind in messages. Columns keep their header names; the frame's index is the 1-based
-    line number in the file.
+    line number in the file. A last line cut mid-write (not shaped like the rows above it) is left
+    out, and ``warnings`` says so.
     """
     text = text.lstrip("\ufeff")
+    text = drop_cut_line(text, shaped_like(text[max(0, len(text) - 65536):].split("\n")[-201:-1], ","), warnings)
     lines = pd.Series(text.split("\n"))
     if len(lines) and lines.iloc[-1] == "":
         lines = lines.iloc[:-1]
@@ -49,9 +53,7 @@ def read_table(text: str, what: str) -> pd.DataFrame:
     if wrong.any():
         number = int(body.index[wrong.to_numpy()][0]) + 1
         got = int(fields[wrong].iloc[0])
-        last = number == len(lines) and not text.endswith("\n")
-        hint = " (the file ends mid-line: truncated?)" if last else ""
-        raise ParseError(f"{what}: expected {len(columns)} fields, found {got}{hint}", line=number)
+        raise ParseError(f"{what}: expected {len(columns)} fields, found {got}", line=number)
     frame = pd.read_csv(io.StringIO("\n".join(body)), header=None, names=columns, dtype=str,
                         keep_default_na=False, skipinitialspace=True)
     frame.index = body.index + 1
@@ -74,6 +76,10 @@ def numbers(frame: pd.DataFrame, column: str, what: str, *, required: bool = Tru
         raise ParseError(f"{what}: {column} {raw[line]!r} is not a number", line=line)
     if required and empty.any():
         raise ParseError(f"{what}: {column} is empty", line=int(empty.idxmax()))
+    infinite = values.notna() & ~np.isfinite(values.astype(float))  # 'inf', '1e999'
+    if infinite.any():
+        line = int(infinite.idxmax())
+        raise ParseError(f"{what}: {column} {raw[line][:40]!r} is not a finite number", line=line)
     if positive:
         nonpositive = values.notna() & (values <= 0)
         if nonpositive.any():

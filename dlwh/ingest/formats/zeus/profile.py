@@ -36,7 +36,8 @@ def sniff(head: str, path: Path) -> bool:
 
 def parse(ctx: IngestContext) -> Trace:
     """Validate every window; one row per window and GPU with its energy (J) and average power (W)."""
-    raw = _zeus.read_table(ctx.read_text(), WHAT)
+    cut: list[str] = []
+    raw = _zeus.read_table(ctx.read_text(), WHAT, cut)
     match = _FILE.match(ctx.path.name)
     notes: list[str] = []
     warnings: list[str] = []
@@ -88,4 +89,4 @@ def parse(ctx: IngestContext) -> Trace:
     out = pd.concat(frames, ignore_index=True)
     out["model"] = _zeus.canonical_model(ctx.con, out["network"].fillna("")).replace("", None)
     notes.append(f"{len(raw)} windows x {len(energy_cols)} GPU(s)")
-    return Trace(format=NAME, tables={"zeus_profile_windows": out}, notes=notes, warnings=warnings)
+    return Trace(format=NAME, tables={"zeus_profile_windows": out}, notes=notes, warnings=warnings + cut)

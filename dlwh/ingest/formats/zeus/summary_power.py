@@ -12,6 +12,7 @@ from pathlib import Path
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+import dlwh.ingest.validate as validate
 from dlwh.ingest.formats.zeus import _common as _zeus
 from dlwh.ingest.trace import IngestContext, Trace
 
@@ -29,7 +30,8 @@ def sniff(head: str, path: Path) -> bool:
 
 def parse(ctx: IngestContext) -> Trace:
     """Validate every row and return them as zeus_power_summary rows."""
-    raw = _zeus.read_table(ctx.read_text(), WHAT)
+    cut: list[str] = []
+    raw = _zeus.read_table(ctx.read_text(), WHAT, cut)
     gpu, gpu_source = _zeus.gpu_name(ctx.options.get("gpu"), ctx.path, r"summary_power_([A-Za-z0-9]+)", WHAT)
     batch = _zeus.numbers(raw, "batch_size", WHAT, positive=True)
     fractional = batch != batch.round()
@@ -41,7 +43,7 @@ def parse(ctx: IngestContext) -> Trace:
         "gpu": gpu,
         "dataset": _zeus.text_column(raw, "dataset", WHAT),
         "network": _zeus.text_column(raw, "network", WHAT),
-        "batch_size": batch.astype("int64"),
+        "batch_size": validate.whole(batch),  # 1e20: refused at the boundary, with the line
         "optimizer": _zeus.text_column(raw, "optimizer", WHAT).str.lower(),
         "power_limit_w": _zeus.numbers(raw, "power_limit", WHAT, positive=True),
         "time_per_epoch_s": _zeus.numbers(raw, "time_per_epoch", WHAT, positive=True),
@@ -57,4 +59,4 @@ def parse(ctx: IngestContext) -> Trace:
     notes = [f"GPU {gpu} from {gpu_source}",
              f"{out[['dataset', 'network']].drop_duplicates().shape[0]} workloads, "
              f"{out[['dataset', 'network', 'batch_size', 'optimizer']].drop_duplicates().shape[0]} configurations"]
-    return Trace(format=NAME, tables={"zeus_power_summary": out.reset_index(drop=True)}, notes=notes)
+    return Trace(format=NAME, tables={"zeus_power_summary": out.reset_index(drop=True)}, notes=notes, warnings=cut)

@@ -11,6 +11,7 @@ from pathlib import Path
 from dlwh._lazy import pandas as pd
 
 from dlwh.errors import ParseError
+import dlwh.ingest.validate as validate
 from dlwh.ingest.formats.zeus import _common as _zeus
 from dlwh.ingest.trace import IngestContext, Trace
 
@@ -29,7 +30,8 @@ def sniff(head: str, path: Path) -> bool:
 
 def parse(ctx: IngestContext) -> Trace:
     """Validate every row and return them as zeus_train_summary rows (target_epoch NULL = not reached)."""
-    raw = _zeus.read_table(ctx.read_text(), WHAT)
+    cut: list[str] = []
+    raw = _zeus.read_table(ctx.read_text(), WHAT, cut)
     batch = _zeus.numbers(raw, "batch_size", WHAT, positive=True)
     run = _zeus.numbers(raw, "run", WHAT)
     epoch = _zeus.numbers(raw, "target_epoch", WHAT, required=False, positive=True)
@@ -42,14 +44,14 @@ def parse(ctx: IngestContext) -> Trace:
         "line": raw.index.astype("int64"),
         "dataset": _zeus.text_column(raw, "dataset", WHAT),
         "network": _zeus.text_column(raw, "network", WHAT),
-        "batch_size": batch.astype("int64"),
+        "batch_size": validate.whole(batch),  # 1e20: refused at the boundary, with the line
         "optimizer": _zeus.text_column(raw, "optimizer", WHAT).str.lower(),
         "learning_rate": _zeus.numbers(raw, "learning_rate", WHAT, positive=True),
-        "seed_run": run.astype("int64"),
+        "seed_run": validate.whole(run),
         "target_metric": _zeus.numbers(raw, "target_metric", WHAT),
-        "target_epoch": epoch.astype("Int64"),
+        "target_epoch": validate.whole(epoch),
     }, index=raw.index)
     out["model"] = _zeus.canonical_model(ctx.con, out["network"])
     reached = int(out["target_epoch"].notna().sum())
     notes = [f"{len(out)} rows, {reached} with the target reached"]
-    return Trace(format=NAME, tables={"zeus_train_summary": out.reset_index(drop=True)}, notes=notes)
+    return Trace(format=NAME, tables={"zeus_train_summary": out.reset_index(drop=True)}, notes=notes, warnings=cut)
