@@ -182,6 +182,7 @@ def simulate(
     params: float | None = None,
     dataset: str | None = None,
     eta: float = 0.5,
+    max_slowdown_pct: float | None = None,
     target_metric: float | None = None,
     zone: str | None = None,
     intensity: float | None = None,
@@ -191,8 +192,9 @@ def simulate(
 ) -> pd.DataFrame:
     """Simulate an energy budget at each power limit, as ``dlwh simulate`` does (without its plot).
 
-    Give one budget: ``budget_epochs`` (the energy of N epochs at ``reference_limit``, default the
-    highest) or ``budget_kwh``. ``power_limits`` default to the GPU's measured limits; without
+    The budget is ``budget_epochs`` (the energy of N epochs at ``reference_limit``, default the
+    highest; default 1 epoch) or ``budget_kwh``; ``max_slowdown_pct`` also names the least-energy limit
+    at most that much slower (``dlwh simulate --max-slowdown``). ``power_limits`` default to the GPU's measured limits; without
     ``model`` (and ``macs``), the configuration measured at the most limits is simulated (said in
     ``attrs["notes"]``). Returns one row per limit: ``power_limit_w``, ``time_per_epoch_s``,
     ``avg_power_w``, ``energy_per_epoch_j``, ``epochs_in_budget``, ``time_for_budget_s``,
@@ -201,6 +203,8 @@ def simulate(
     ``summary_train.csv`` ingested ``time_to_accuracy_s`` and ``energy_to_accuracy_j``; with a zone or
     intensity ``co2_for_n_epochs_g`` and ``co2_for_budget_g``. ``frame.attrs`` holds
     ``best_energy_limit_w``, ``best_cost_limit_w``, ``reference_limit_w``, ``budget_j``, ``description``,
+    ``decision`` and ``slowdown_decision`` (the energy-optimal limit, its saving % with its 90 % interval,
+    ``decided`` and ``reason``, as dicts; None where not computed),
     ``intensity_g_per_kwh``, ``intensity_source``, ``pue``, ``notes`` and ``warnings``.
     """
     from dlwh.analysis.simulate import simulate as _simulate
@@ -209,9 +213,14 @@ def simulate(
                optimizer=None, precision=None, n_gpus=None, epochs=None, samples_per_epoch=None, algo=algo)
     with _opened(db, read_only=True) as con:
         sim = _simulate(con, q, budget_epochs=budget_epochs, budget_kwh=budget_kwh, reference_limit=reference_limit,
-                        eta=eta, target_metric=target_metric, zone=zone, intensity=intensity, pue=pue)
+                        eta=eta, target_metric=target_metric, zone=zone, intensity=intensity, pue=pue,
+                        max_slowdown_pct=max_slowdown_pct)
+    from dataclasses import asdict
+
+    decisions = {name: asdict(getattr(sim, name)) if getattr(sim, name, None) is not None else None
+                 for name in ("decision", "slowdown_decision")}
     return _tell(sim.table.copy(), notes=sim.notes, warnings_=sim.prediction.warnings,
                  description=sim.prediction.description, best_energy_limit_w=sim.best_energy_limit_w,
                  best_cost_limit_w=sim.best_cost_limit_w, reference_limit_w=sim.reference_limit_w,
                  budget_j=sim.budget_j, intensity_g_per_kwh=sim.intensity_g_per_kwh,
-                 intensity_source=sim.intensity_source, pue=sim.pue)
+                 intensity_source=sim.intensity_source, pue=sim.pue, **decisions)

@@ -4,8 +4,8 @@
 ``<!-- END GENERATED: KEY -->`` in the pages of ``docs/``; ``python -m dlwh.docs_gen --check`` only
 says which blocks differ from the code (exit 1), as ``tests/test_cli_docs.py`` does.
 
-The formats table comes from the format registry (each module's ``NAME`` and the first paragraph of
-its docstring, ``what → where it goes``). The schema tables come from a freshly migrated warehouse
+The formats table comes from the format registry (``dlwh.ingest.formats.list_formats()``: each
+format's name, tool, one-line description, usual file names and module). The schema tables come from a freshly migrated warehouse
 (tables, views and their columns, in order), the column notes from the ``--`` comments in the
 migrations (``dlwh/warehouse/sql/NNNN_*.sql``), and the "one row per" line from ``ONE_ROW_PER`` below:
 a new table or view without an entry there fails the test.
@@ -188,35 +188,25 @@ def schema_table(migrations: tuple[str, ...] | None = None, objects: list[Schema
 
 def format_modules() -> list[ModuleType]:
     """The registered format modules, in detection order."""
-    from dlwh.ingest import formats
+    import importlib
 
-    return list(formats.load_formats())
-
-
-def _tool(module: ModuleType) -> str:
-    parts = module.__name__.split(".")
-    if len(parts) > 4:  # dlwh.ingest.formats.<tool>.<module>
-        return parts[3].replace("_", "-")
-    name = str(module.NAME)
-    return "nvidia-smi" if name.startswith("nvidia-smi") else name.split("-")[0]
+    return [importlib.import_module(info.module) for info in _formats()]
 
 
-def _summary(module: ModuleType) -> tuple[str, str]:
-    """(what the file is, where it goes) from the first paragraph of the module docstring."""
-    doc = (module.__doc__ or "").strip().split("\n\n", 1)[0]
-    doc = " ".join(doc.split())
-    what, _, into = doc.partition("→")
-    return what.strip().rstrip(","), into.strip().rstrip(".")
+def _formats():
+    from dlwh.ingest.formats import list_formats
+
+    return list_formats()
 
 
 def formats_table() -> str:
-    """Markdown table of every format dlwh ingests, grouped by tool, in detection order."""
-    lines = ["| tool | format (`files.format`) | module in `dlwh/ingest/formats/` | what | loads into |",
+    """Markdown table of every format dlwh ingests (the registry's ``list_formats()``), in detection order."""
+    lines = ["| tool | format (`files.format`) | what | usual files | module in `dlwh/ingest/formats/` |",
              "| --- | --- | --- | --- | --- |"]
-    for module in format_modules():
-        what, into = _summary(module)
-        path = "/".join(module.__name__.split(".")[3:]) + ".py"
-        lines.append(f"| {_tool(module)} | `{module.NAME}` | `{path}` | {_cell(what)} | {_cell(into)} |")
+    for info in _formats():
+        path = "/".join(info.module.split(".")[3:]) + ".py"
+        files = ", ".join(f"`{e}`" for e in info.extensions)
+        lines.append(f"| {_cell(info.tool)} | `{info.name}` | {_cell(info.description)} | {files} | `{path}` |")
     return "\n".join(lines)
 
 

@@ -125,6 +125,8 @@ def test_simulate_returns_the_table_and_its_highlights(known):  # noqa: F811
     assert frame["time_to_accuracy_s"].tolist() == pytest.approx([12 * 200, 12 * 125, 12 * 100])
     assert frame.attrs["best_cost_limit_w"] == 300.0
     assert frame.attrs["reference_limit_w"] == 300 and frame.attrs["budget_j"] == pytest.approx(200000)
+    assert frame.attrs["decision"]["decided"] is False  # a tie is no choice
+    assert frame.attrs["slowdown_decision"] is None
 
 
 def test_simulate_without_a_model_says_which_it_chose(known):  # noqa: F811

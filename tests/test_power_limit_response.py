@@ -228,6 +228,8 @@ def test_quickstart_h200_prediction_from_the_shipped_prior(runner, db_path):
     power = [line for line in one.stdout.splitlines() if line.strip().startswith("average power")][0]
     assert float(power.split()[2]) <= 200.0 and "(90 %:" in power
     assert "response          the shipped prior" in one.stdout
+    # the prior's energy error on a new GPU is no better than 'nothing changes': said, not hidden
+    assert "warning: the response's energy error where it was scored" in one.stderr
     curve = invoke(runner, *args, "--power-limit", "200:700:50", "--csv")
     import io
 

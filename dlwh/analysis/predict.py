@@ -348,6 +348,12 @@ def predict(con: duckdb.DuckDBPyConnection, q: Query) -> Prediction:
         for target in TARGET_COLUMNS:
             metrics = dict(resp.scores.get(target, {}))
             algos[target], scores[target] = "physics", metrics
+            m, b = metrics.get("mape_pct"), metrics.get("baseline_mape_pct")
+            if m is not None and b is not None and np.isfinite(m) and np.isfinite(b) and m >= b:
+                label = {"time_per_epoch_s": "time", "avg_power_w": "power", "energy_per_epoch_j": "energy"}[target]
+                warnings.append(f"the response's {label} error where it was scored ({m:.1f} % MAPE, {metrics.get('protocol')}) "
+                                f"is no better than assuming {label} does not change with the limit ({b:.1f} %): "
+                                f"read the {label} figures with their interval")
         notes.append(f"power-limit response: {resp.how}")
         if resp.kind == "prior":
             notes.append("intervals are those of a GPU the response never saw (leave-one-GPU-out on the public sweeps): "
