@@ -224,6 +224,8 @@ class Fitted:
 
     method: str
     predict: Callable[[Any, Any], tuple[np.ndarray, np.ndarray]]
+    # (macs_per_sample, params, batch_sizes) -> (throughput_sps, power_w), for learners that read sizes
+    predict_from: Callable[[Any, Any, Any], tuple[np.ndarray, np.ndarray]] | None = None
 
 
 def fit_roofline_learner(runs: pd.DataFrame, wide: pd.DataFrame, limit_w: float,
@@ -306,9 +308,10 @@ def fit_macs_loglinear(runs: pd.DataFrame, macs: np.ndarray, params: np.ndarray,
         Z = _macs_design(np.asarray(m, float), np.asarray(p, float), np.asarray(b, float))
         return np.exp(Z @ bt), limit_w * np.minimum(np.exp(Z @ bp), 1.0)
 
-    fitted = Fitted("macs-loglinear", lambda models, b: (_ for _ in ()).throw(NotImplementedError()))
-    fitted.predict_from = predict_from  # type: ignore[attr-defined]
-    return fitted
+    def by_name(models, batch_sizes):
+        raise DlwhError("the macs-loglinear estimate reads MACs and parameters, not model names")
+
+    return Fitted("macs-loglinear", by_name, predict_from)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -334,7 +337,7 @@ def leave_one_model_out(kind: str, runs: pd.DataFrame, wide: pd.DataFrame | None
         if kind == "macs-loglinear":
             fitted = fit_macs_loglinear(train, train["macs_per_sample"].to_numpy(float),
                                         train["params"].to_numpy(float), limit_w)
-            tp, pw = fitted.predict_from(test["macs_per_sample"], test["params"], test["batch_size"])  # type: ignore[attr-defined]
+            tp, pw = fitted.predict_from(test["macs_per_sample"], test["params"], test["batch_size"])
         else:
             tp, pw = fit_learner(kind, train, wide, limit_w, start).predict(test["model"], test["batch_size"])
         parts.append(test.assign(pred_throughput_sps=tp, pred_power_w=pw))
@@ -623,7 +626,7 @@ def estimate_unconstrained(
                         "predict a new one; record more with 'dlwh bench MODEL'")
     fitted = fit_macs_loglinear(known, known["macs_per_sample"].to_numpy(float), known["params"].to_numpy(float),
                                 limit_w)
-    tp, pw = fitted.predict_from([size[0]], [size[1]], [batch_size])  # type: ignore[attr-defined]
+    tp, pw = fitted.predict_from([size[0]], [size[1]], [batch_size])
     qt, qp = _lomo_quantiles("macs-loglinear", known, None, limit_w)
     t, p = float(tp[0]), float(pw[0])
     t_lo, t_hi = _interval(t, qt)
