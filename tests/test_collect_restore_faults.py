@@ -141,10 +141,11 @@ def test_signal_at_a_random_moment(tmp_path, name, delay_s):
     time.sleep(delay_s)
     proc.send_signal(sig)
     code, err = finish(proc)
-    # before dlwh catches signals it dies of them, having changed nothing; later it stops cleanly
+    # before dlwh catches signals, or after it has restored the limits and put the default handlers
+    # back, it dies of them; in between it stops cleanly
     assert code in (0, 130, 128 + sig, -sig), err
     if code == -sig:
-        assert not case.ever_lowered()
+        assert not case.ever_lowered() or RESTORED in err, err
     else:
         assert not any("internal error" in line or "Traceback" in line for line in err), err
     restored_everywhere(case)
